@@ -1,0 +1,1 @@
+"""Risk-aware agents (installed as ``riskrl.agents``)."""

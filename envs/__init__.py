@@ -1,0 +1,1 @@
+"""Torch-batched gymnasium environments (installed as ``riskrl.envs``)."""

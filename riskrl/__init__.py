@@ -1,0 +1,13 @@
+"""riskrl: risk-aware reinforcement learning.
+
+A Bayesian neural network gives every (state, action) an estimated return and its
+epistemic standard deviation; policies act on
+
+    score(s, a) = mean(s, a) - risk_tolerance * std(s, a)
+
+``risk_tolerance > 0`` is pessimistic, ``0`` risk-neutral, ``< 0`` optimistic.
+"""
+
+from riskrl._version import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,5 @@
+import sys
+
+from riskrl.cli import main
+
+sys.exit(main())

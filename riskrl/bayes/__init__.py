@@ -1,0 +1,1 @@
+"""Bayesian neural networks with one uncertainty interface (predict / particles)."""
