@@ -1,1 +1,11 @@
-"""Risk-aware agents (installed as ``riskrl.agents``)."""
+"""Risk-aware agents (installed as ``riskrl.agents``).
+
+Every agent acts on ``mean - risk_tolerance * std`` of its Bayesian estimates; see
+:class:`riskrl.agents.Agent` for the shared stable-baselines3-shaped API.
+"""
+
+from .base import Agent
+from .buffers import ReplayBuffer
+from .callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
+
+__all__ = ["Agent", "BaseCallback", "CallbackList", "CheckpointCallback", "EvalCallback", "ReplayBuffer"]
