@@ -1,0 +1,411 @@
+"""``BayesMLP``: one network class, three posterior families, one uncertainty interface."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from riskrl.bayes.ensemble import EnsembleLinear
+from riskrl.bayes.layers import BayesLinear, MCDropout
+from riskrl.bayes.prediction import LayerDraw, Particles, Prediction, soft_clamp_logvar
+
+__all__ = ["ACTIVATIONS", "FAMILIES", "BayesMLP", "Standardizer"]
+
+FAMILIES = ("bbb", "mc_dropout", "ensemble")
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "elu": F.elu,
+    "silu": F.silu,
+    "gelu": F.gelu,
+    "leaky_relu": F.leaky_relu,
+}
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class Standardizer(nn.Module):
+    """Per-feature ``(v - mean) / std`` stored as buffers (so it travels with ``state_dict``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    @torch.no_grad()
+    def fit(self, data: Tensor) -> Standardizer:
+        """Set mean/std from ``data`` (N, dim); computed in float64, std floored for constant features."""
+        d = data.detach().to(torch.float64)
+        mean = d.mean(0)
+        std = d.std(0, correction=0) if d.shape[0] > 1 else torch.zeros_like(mean)
+        std = torch.maximum(std, 1e-6 * (1.0 + mean.abs()))
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.std.copy_(std.to(self.std.dtype))
+        return self
+
+    def transform(self, v: Tensor) -> Tensor:
+        """Raw -> standardised units."""
+        return (v - self.mean) / self.std
+
+    def inverse(self, v: Tensor) -> Tensor:
+        """Standardised -> raw units."""
+        return v * self.std + self.mean
+
+
+class BayesMLP(nn.Module):
+    """A Bayesian MLP regressor ``R^in_dim -> R^out_dim`` from one of three posterior families.
+
+    Args:
+        in_dim, out_dim: input and output sizes.
+        hidden: hidden layer widths.
+        family: ``"bbb"`` (Bayes-by-backprop), ``"mc_dropout"`` or ``"ensemble"``.
+        heteroscedastic: add a Gaussian log-variance head (input-dependent aleatoric noise).
+        activation: one of :data:`ACTIVATIONS`.
+        learn_noise: for homoscedastic models, learn one noise std per output (trained by Gaussian
+            NLL, reported as ``aleatoric_std``); this is what makes the intervals calibrated on noisy
+            data. ``False``: plain MSE and zero aleatoric std (e.g. for Q-networks).
+        n_members, prior_scale: ensemble size and randomized-prior scale (``0`` = no prior net).
+        dropout, length_scale: MC-dropout rate and Gal's prior length-scale (sets the weight decay).
+        prior, prior_sigma, mixture_pi, mixture_sigma1, mixture_sigma2, posterior_rho_init: bbb prior
+            (``"gaussian"`` or ``"mixture"``) and posterior init (``sigma = softplus(rho)``).
+
+    Inputs and targets are standardised internally by buffers (``x_scaler``/``y_scaler``, set by
+    :func:`riskrl.bayes.fit` or :meth:`fit_standardizers`): every public method takes raw ``x`` and
+    returns raw-scale ``y``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        family: str = "bbb",
+        heteroscedastic: bool = False,
+        activation: str = "relu",
+        *,
+        learn_noise: bool = True,
+        n_members: int = 5,
+        prior_scale: float = 0.0,
+        dropout: float = 0.1,
+        length_scale: float = 1.0,
+        prior: str = "gaussian",
+        prior_sigma: float = 1.0,
+        mixture_pi: float = 0.5,
+        mixture_sigma1: float = 1.0,
+        mixture_sigma2: float = math.exp(-6.0),
+        posterior_rho_init: float = -5.0,
+    ) -> None:
+        super().__init__()
+        if family not in FAMILIES:
+            raise ValueError(f"unknown family {family!r}; allowed values: {', '.join(FAMILIES)}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; allowed values: {', '.join(ACTIVATIONS)}")
+        hidden = tuple(int(h) for h in hidden)
+        if in_dim < 1 or out_dim < 1 or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"in_dim, out_dim and hidden widths must be >= 1, got {in_dim}, {out_dim}, {hidden}"
+            )
+        if family == "ensemble" and n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        if not math.isfinite(prior_scale):
+            raise ValueError(f"prior_scale must be finite, got {prior_scale}")
+        if length_scale <= 0:
+            raise ValueError(f"length_scale must be > 0, got {length_scale}")
+        self.in_dim, self.out_dim, self.hidden = int(in_dim), int(out_dim), hidden
+        self.family, self.heteroscedastic, self.activation_name = family, bool(heteroscedastic), activation
+        self.learn_noise = bool(learn_noise)
+        self.n_members = int(n_members) if family == "ensemble" else 1
+        self.prior_scale, self.dropout, self.length_scale = (
+            float(prior_scale),
+            float(dropout),
+            float(length_scale),
+        )
+        self._config: dict[str, Any] = {
+            "in_dim": self.in_dim,
+            "out_dim": self.out_dim,
+            "hidden": list(hidden),
+            "family": family,
+            "heteroscedastic": self.heteroscedastic,
+            "activation": activation,
+            "learn_noise": self.learn_noise,
+            "n_members": int(n_members),
+            "prior_scale": self.prior_scale,
+            "dropout": self.dropout,
+            "length_scale": self.length_scale,
+            "prior": prior,
+            "prior_sigma": float(prior_sigma),
+            "mixture_pi": float(mixture_pi),
+            "mixture_sigma1": float(mixture_sigma1),
+            "mixture_sigma2": float(mixture_sigma2),
+            "posterior_rho_init": float(posterior_rho_init),
+        }
+        self.act = ACTIVATIONS[activation]
+        head = out_dim * (2 if heteroscedastic else 1)
+        dims = [in_dim, *hidden, head]
+        pairs = list(itertools.pairwise(dims))
+        self.x_scaler = Standardizer(in_dim)
+        self.y_scaler = Standardizer(out_dim)
+        self.layers: nn.ModuleList
+        self.prior_layers: nn.ModuleList | None = None
+        self.dropouts: nn.ModuleList | None = None
+        if family == "bbb":
+            bbb_kw = {
+                "prior": prior,
+                "prior_sigma": prior_sigma,
+                "mixture_pi": mixture_pi,
+                "mixture_sigma1": mixture_sigma1,
+                "mixture_sigma2": mixture_sigma2,
+                "posterior_rho_init": posterior_rho_init,
+            }
+            self.layers = nn.ModuleList(BayesLinear(i, o, **bbb_kw) for i, o in pairs)
+        elif family == "mc_dropout":
+            self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in pairs)
+            # dropout on the input of every layer but the first (i.e. after each hidden activation)
+            self.dropouts = nn.ModuleList(MCDropout(dropout) for _ in pairs[1:])
+        else:
+            self.layers = nn.ModuleList(EnsembleLinear(n_members, i, o) for i, o in pairs)
+            if self.prior_scale != 0.0:
+                prior_dims = [in_dim, *hidden, out_dim]
+                self.prior_layers = nn.ModuleList(
+                    EnsembleLinear(n_members, i, o, trainable=False)
+                    for i, o in itertools.pairwise(prior_dims)
+                )
+        if not self.heteroscedastic and self.learn_noise:
+            shape = (self.n_members, 1, out_dim) if family == "ensemble" else (out_dim,)
+            self.log_noise_std = nn.Parameter(torch.full(shape, math.log(0.5)))
+        else:
+            self.register_parameter("log_noise_std", None)
+        sizes = [(i, o) for i, o in pairs]
+        self._sum_out = sum(o for _, o in sizes)
+        self._sum_inout = sum(i * o for i, o in sizes)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor keyword arguments: ``BayesMLP(**model.config)`` rebuilds the architecture."""
+        return dict(self._config)
+
+    def _ref(self) -> Tensor:
+        return self.x_scaler.mean
+
+    def _as_x(self, x: Any, name: str = "x") -> Tensor:
+        ref = self._ref()
+        x = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"{name} must have shape (B, {self.in_dim}), got {tuple(x.shape)}")
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return x
+
+    def _as_y(self, y: Any, batch: int) -> Tensor:
+        ref = self._ref()
+        y = torch.as_tensor(y, dtype=ref.dtype, device=ref.device)
+        if y.dim() == 1 and self.out_dim == 1:
+            y = y.unsqueeze(1)
+        if y.dim() != 2 or y.shape != (batch, self.out_dim):
+            raise ValueError(f"y must have shape ({batch}, {self.out_dim}), got {tuple(y.shape)}")
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("y contains NaN or infinite values")
+        return y
+
+    @staticmethod
+    def _check_n(n: int, name: str) -> int:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {n!r}")
+        return n
+
+    @torch.no_grad()
+    def fit_standardizers(self, x: Any, y: Any) -> None:
+        """Set the input/target standardisation from training data (raw units)."""
+        x = self._as_x(x)
+        self.x_scaler.fit(x)
+        self.y_scaler.fit(self._as_y(y, x.shape[0]))
+
+    def _noise_for(self, n: int) -> Tensor | None:
+        if self.log_noise_std is None:
+            return None
+        s = self.log_noise_std.exp()
+        if self.family == "ensemble" and n != self.n_members:
+            s = s.index_select(0, torch.arange(n, device=s.device) % self.n_members)
+        return s
+
+    # ------------------------------------------------------------------ particles
+    def particles(self, n: int, generator: torch.Generator | None = None) -> Particles:
+        """``n`` posterior draws frozen as one batched callable (see :class:`Particles`).
+
+        bbb: weights sampled once as ``(n, in, out)``; mc_dropout: one ``(n, 1, width)`` mask per layer;
+        ensemble: particle ``i`` is member ``i % n_members``.
+        """
+        n = self._check_n(n, "n")
+        draws: list[LayerDraw] = []
+        prior_draws: list[LayerDraw] | None = None
+        if self.family == "bbb":
+            for layer in self.layers:
+                w, b = layer.sample_weights(n, generator)
+                draws.append(LayerDraw(w, b))
+        elif self.family == "mc_dropout":
+            assert self.dropouts is not None
+            for i, layer in enumerate(self.layers):
+                mask = None
+                if i > 0:
+                    mask = self.dropouts[i - 1].sample_masks(
+                        n, layer.in_features, generator, like=layer.weight
+                    )
+                draws.append(LayerDraw(layer.weight.t(), layer.bias, mask))
+        else:
+            draws = [LayerDraw(*layer.select(n)) for layer in self.layers]
+            if self.prior_layers is not None:
+                prior_draws = [LayerDraw(*layer.select(n)) for layer in self.prior_layers]
+        return self._make_particles(n, draws, prior_draws)
+
+    def _make_particles(
+        self, n: int, draws: list[LayerDraw], prior_draws: list[LayerDraw] | None = None
+    ) -> Particles:
+        return Particles(
+            n,
+            draws,
+            in_dim=self.in_dim,
+            out_dim=self.out_dim,
+            activation=self.act,
+            x_mean=self.x_scaler.mean,
+            x_std=self.x_scaler.std,
+            y_mean=self.y_scaler.mean,
+            y_std=self.y_scaler.std,
+            heteroscedastic=self.heteroscedastic,
+            noise_std=self._noise_for(n),
+            prior_layers=prior_draws,
+            prior_scale=self.prior_scale,
+        )
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, x: Tensor, n_samples: int = 32, generator: torch.Generator | None = None) -> Prediction:
+        """Predictive mean and epistemic / aleatoric / total std, each ``(B, out)`` in raw units.
+
+        Runs under ``no_grad`` with posterior sampling on. ``ensemble`` always uses every member once
+        (the exact ensemble mixture; ``n_samples`` is only validated). ``bbb`` with a batch much
+        smaller than the layer widths samples pre-activations per input (local reparameterisation:
+        the same per-input predictive distribution as sampling weights, far fewer random numbers);
+        otherwise it is exactly ``particles(n_samples, generator)`` summarised.
+        """
+        n = self._check_n(n_samples, "n_samples")
+        with torch.no_grad():
+            x = self._as_x(x)
+            if self.family == "ensemble":
+                n = self.n_members
+            elif self.family == "bbb" and x.shape[0] * self._sum_out * 4 < self._sum_inout:
+                return self._predict_local(x, n, generator)
+            means, alea = self.particles(n, generator).mean_and_std(x)
+            return Prediction.from_particles(means, alea)
+
+    def _predict_local(self, x: Tensor, n: int, generator: torch.Generator | None) -> Prediction:
+        h = self.x_scaler.transform(x)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if i == 0:  # one deterministic moment computation, then n samples of the pre-activation
+                mean = h @ layer.weight_mu + layer._bias_mu()
+                var = h.square() @ layer.weight_sigma.square() + F.softplus(layer.bias_rho).square()
+                eps = torch.randn((n, *mean.shape), generator=generator, device=h.device, dtype=h.dtype)
+                h = torch.addcmul(mean, var.sqrt(), eps)
+            else:
+                h = layer.local_reparam(h, generator)
+            if i != last:
+                h = self.act(h)
+        return self._summarise(h, n)
+
+    def _summarise(self, out: Tensor, n: int) -> Prediction:
+        mean = out[..., : self.out_dim]
+        if self.heteroscedastic:
+            alea = (0.5 * soft_clamp_logvar(out[..., self.out_dim :])).exp() * self.y_scaler.std
+        else:
+            noise = self._noise_for(n)
+            alea = torch.zeros_like(mean) if noise is None else (noise * self.y_scaler.std).expand_as(mean)
+        return Prediction.from_particles(self.y_scaler.inverse(mean), alea)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Differentiable point prediction ``(B, out)`` in raw units: posterior-mean weights (bbb),
+        dropout off (mc_dropout) or the member average (ensemble)."""
+        x = self._as_x(x)
+        if self.family == "ensemble":
+            return self.particles(self.n_members)(x).mean(0)
+        if self.family == "bbb":
+            draws = [LayerDraw(layer.weight_mu, layer._bias_mu()) for layer in self.layers]
+        else:
+            draws = [LayerDraw(layer.weight.t(), layer.bias) for layer in self.layers]
+        return self._make_particles(1, draws)(x)[0]
+
+    # ------------------------------------------------------------------ training
+    def kl_divergence(self) -> Tensor:
+        """Scalar KL(q || prior). bbb: summed over layers; mc_dropout: Gal's approximation
+        ``sum l^2 (1 - p) / 2 ||W||^2 + l^2 / 2 ||b||^2``; ensemble: 0."""
+        ref = self._ref()
+        if self.family == "bbb":
+            return sum((layer.kl_divergence() for layer in self.layers), ref.new_zeros(()))
+        if self.family == "mc_dropout":
+            l2 = self.length_scale**2
+            total = ref.new_zeros(())
+            for i, layer in enumerate(self.layers):
+                keep = 1.0 - self.dropout if i > 0 else 1.0
+                total = total + 0.5 * l2 * (keep * layer.weight.square().sum() + layer.bias.square().sum())
+            return total
+        return ref.new_zeros(())
+
+    def _train_forward(self, h: Tensor) -> Tensor:
+        last = len(self.layers) - 1
+        z = h
+        for i, layer in enumerate(self.layers):
+            if self.family == "mc_dropout" and i > 0:
+                z = F.dropout(z, self.dropout, training=True)
+            z = layer(z) if self.family != "bbb" else layer.local_reparam(z)
+            if i != last:
+                z = self.act(z)
+        return z
+
+    def loss(self, x: Tensor, y: Tensor, n_data: int, member_weights: Tensor | None = None) -> Tensor:
+        """Per-batch training loss (raw ``x``, ``y``): mean Gaussian NLL in standardised units (MSE when
+        the model has no noise model) + ``kl_divergence() / n_data``, ``n_data`` the DATASET size.
+
+        bbb uses one local-reparameterised forward; mc_dropout one dropout forward; ensemble sums the
+        members' losses (all members see the same batch; optional ``member_weights`` of shape
+        ``(n_members, B)``, e.g. bootstrap counts, weight each member's per-example losses).
+        """
+        n_data = self._check_n(int(n_data) if not isinstance(n_data, bool) else n_data, "n_data")
+        x = self._as_x(x)
+        y = self.y_scaler.transform(self._as_y(y, x.shape[0]))
+        out = self._train_forward(self.x_scaler.transform(x))
+        mean = out[..., : self.out_dim]
+        if self.prior_layers is not None:
+            h = self.x_scaler.transform(x)
+            for i, layer in enumerate(self.prior_layers):
+                h = layer(h)
+                if i != len(self.prior_layers) - 1:
+                    h = self.act(h)
+            mean = mean + self.prior_scale * h
+        if self.heteroscedastic:
+            logvar = soft_clamp_logvar(out[..., self.out_dim :])
+        elif self.log_noise_std is not None:
+            logvar = soft_clamp_logvar(2.0 * self.log_noise_std).expand_as(mean)
+        else:
+            logvar = None
+        if logvar is None:
+            per_example = (mean - y).square().sum(-1)
+        else:
+            per_example = 0.5 * (_LOG_2PI + logvar + (mean - y).square() * (-logvar).exp()).sum(-1)
+        if self.family == "ensemble":  # (K, B): sum over members, mean over the batch
+            if member_weights is not None:
+                if member_weights.shape != per_example.shape:
+                    raise ValueError(
+                        f"member_weights must have shape {tuple(per_example.shape)}, got {tuple(member_weights.shape)}"
+                    )
+                per_example = per_example * member_weights
+            nll = per_example.mean(-1).sum()
+        else:
+            nll = per_example.mean()
+        return nll + self.kl_divergence() / n_data
+
+    def extra_repr(self) -> str:
+        return f"family={self.family!r}, heteroscedastic={self.heteroscedastic}"
