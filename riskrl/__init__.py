@@ -9,5 +9,7 @@ epistemic standard deviation; policies act on
 """
 
 from riskrl._version import __version__
+from riskrl.evaluation import EvalResult, evaluate, robustness_curve
+from riskrl.risk import cvar, lcb
 
-__all__ = ["__version__"]
+__all__ = ["EvalResult", "__version__", "cvar", "evaluate", "lcb", "robustness_curve"]

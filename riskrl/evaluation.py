@@ -1,0 +1,307 @@
+"""Batched evaluation of any policy: riskrl agents, stable-baselines3 models, plain callables.
+
+All episodes run at once on a batched environment. Each env slot has a fixed quota of episodes
+(``(n_episodes + i) // num_envs`` for slot ``i``), so exactly ``n_episodes`` complete episodes are
+counted, each once, and short episodes are not over-represented (the bias of "stop after the first
+n finished episodes"). Results are deterministic under ``seed`` for deterministic policies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from riskrl.risk import cvar as _cvar
+
+__all__ = ["EvalResult", "evaluate", "robustness_curve"]
+
+PolicyLike = Any  # riskrl Agent | stable_baselines3 BaseAlgorithm | Callable[[Tensor], Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+    """Per-episode returns and lengths plus the summary statistics computed from them.
+
+    ``cvar`` is the mean return of the worst ``alpha`` fraction of episodes; ``failure_rate`` is the
+    share of episodes whose return is below ``failure_threshold`` (NaN when no threshold is known);
+    ``mean_epistemic_std`` is the mean over all evaluated steps of the std the policy reported for
+    its chosen action (NaN for policies without uncertainty); ``ci`` holds 95% bootstrap
+    confidence intervals ``(low, high)`` of mean, IQM and CVaR.
+    """
+
+    returns: np.ndarray
+    lengths: np.ndarray
+    alpha: float = 0.1
+    failure_threshold: float | None = None
+    mean_epistemic_std: float = math.nan
+    ci: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_episodes(self) -> int:
+        return int(self.returns.size)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    @property
+    def iqm(self) -> float:
+        """Interquartile mean: the mean of the middle 50% of returns (robust to outliers)."""
+        return float(stats.trim_mean(self.returns, 0.25))
+
+    @property
+    def cvar(self) -> float:
+        return float(_cvar(torch.as_tensor(self.returns, dtype=torch.float64), self.alpha))
+
+    @property
+    def worst(self) -> float:
+        return float(np.min(self.returns))
+
+    @property
+    def failure_rate(self) -> float:
+        if self.failure_threshold is None:
+            return math.nan
+        return float(np.mean(self.returns < self.failure_threshold))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (lists instead of arrays, NaN kept as NaN)."""
+        return {
+            "n_episodes": self.n_episodes,
+            "mean": self.mean,
+            "std": self.std,
+            "iqm": self.iqm,
+            "cvar": self.cvar,
+            "alpha": self.alpha,
+            "worst": self.worst,
+            "failure_rate": self.failure_rate,
+            "failure_threshold": self.failure_threshold,
+            "mean_epistemic_std": self.mean_epistemic_std,
+            "mean_length": float(np.mean(self.lengths)),
+            "ci": {k: list(v) for k, v in self.ci.items()},
+            "returns": self.returns.tolist(),
+            "lengths": self.lengths.tolist(),
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"EvalResult(n={self.n_episodes}, mean={self.mean:.2f} ± {self.std:.2f}, iqm={self.iqm:.2f}, "
+            f"cvar{self.alpha:g}={self.cvar:.2f}, worst={self.worst:.2f}, failure_rate={self.failure_rate:.3f})"
+        )
+
+
+def bootstrap_ci(returns: np.ndarray, alpha: float, seed: int | None, n_resamples: int = 2000) -> dict:
+    """95% percentile-bootstrap intervals of mean, IQM and CVaR (degenerate for < 2 episodes)."""
+    if returns.size < 2 or np.all(returns == returns[0]):
+        v = float(returns[0])
+        return {"mean": (v, v), "iqm": (v, v), "cvar": (v, v)}
+    rng = np.random.default_rng(seed)
+    k = alpha * returns.size
+
+    def cvar_np(x: np.ndarray, axis: int = -1) -> np.ndarray:
+        s = np.sort(x, axis=axis)
+        w = np.clip(k - np.arange(x.shape[axis]), 0.0, 1.0)
+        return (s * w).sum(axis=axis) / k
+
+    out = {}
+    for name, fn in (
+        ("mean", np.mean),
+        ("iqm", lambda x, axis=-1: stats.trim_mean(x, 0.25, axis=axis)),
+        ("cvar", cvar_np),
+    ):
+        res = stats.bootstrap(
+            (returns,), fn, n_resamples=n_resamples, method="percentile", vectorized=True, rng=rng
+        )
+        out[name] = (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    return out
+
+
+def _policy_fn(
+    policy: PolicyLike, deterministic: bool
+) -> tuple[Callable[[Tensor], tuple[Tensor, Tensor | None]], bool]:
+    """Normalise any policy into ``obs (B, d) tensor -> (actions tensor, chosen-action std or None)``."""
+    from riskrl.agents.base import Agent
+
+    if isinstance(policy, Agent):
+        if deterministic:
+
+            def act(obs: Tensor) -> tuple[Tensor, Tensor | None]:
+                action, _mean, std = policy.predict_with_uncertainty(obs)
+                if std.dim() == 2:  # per-action std (value-based agents): take the chosen action's
+                    std = std.gather(1, action.long().reshape(-1, 1)).squeeze(1)
+                return action, std
+
+            return act, True
+        return (lambda obs: (policy.predict(obs, deterministic=False)[0], None)), False
+    if hasattr(policy, "predict") and hasattr(policy, "policy"):  # stable-baselines3 algorithm
+
+        def act_sb3(obs: Tensor) -> tuple[Tensor, Tensor | None]:
+            action, _ = policy.predict(obs.detach().cpu().numpy(), deterministic=deterministic)
+            return torch.as_tensor(action, device=obs.device), None
+
+        return act_sb3, False
+    if callable(policy):
+        return (lambda obs: (torch.as_tensor(policy(obs), device=obs.device), None)), False
+    raise ValueError(
+        f"policy must be a riskrl Agent, a stable-baselines3 model or a callable obs -> actions; got {type(policy)}"
+    )
+
+
+def _default_failure_threshold(env: Any) -> float | None:
+    spec = getattr(env, "spec", None)
+    threshold = getattr(spec, "reward_threshold", None)
+    if threshold is None:
+        import gymnasium as gym
+
+        env_id = getattr(spec, "id", None) or getattr(env, "env_id", None)
+        if env_id:
+            try:
+                threshold = gym.spec(str(env_id).removeprefix("riskrl/")).reward_threshold
+            except gym.error.Error:
+                threshold = None
+    return None if threshold is None else float(threshold)
+
+
+def evaluate(
+    policy: PolicyLike,
+    env: Any,
+    n_episodes: int = 100,
+    *,
+    seed: int | None = 0,
+    num_envs: int | None = None,
+    device: str | torch.device = "cpu",
+    perturb: Mapping[str, Any] | None = None,
+    deterministic: bool = True,
+    alpha: float = 0.1,
+    failure_threshold: float | None = None,
+    max_steps: int | None = None,
+    bootstrap: bool = True,
+) -> EvalResult:
+    """Run exactly ``n_episodes`` episodes of ``policy`` on ``env``, all in flight at once.
+
+    Args:
+        policy: a riskrl agent, a stable-baselines3 model, or a callable ``obs (B, d) -> actions``.
+        env: a gymnasium id (built with :func:`riskrl.envs.make_vec`) or a riskrl batched env.
+        n_episodes: number of complete episodes to count.
+        seed: seeds the environment's resets.
+        num_envs: parallel envs when ``env`` is an id (default ``min(n_episodes, 1024)``).
+        perturb: physical-parameter changes passed to ``env.perturb`` (e.g. ``{"length": 1.0}``).
+        alpha: the CVaR tail fraction.
+        failure_threshold: an episode with a lower return counts as a failure; default is the
+            env spec's ``reward_threshold`` when it has one.
+        max_steps: safety cap on vectorised steps (default: enough for every quota at the env's
+            time limit).
+    """
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
+        raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
+    if n_episodes > 10_000_000:
+        raise ValueError(f"n_episodes={n_episodes} is unreasonably large (max 10,000,000)")
+    if not (0.0 < float(alpha) <= 1.0):
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if isinstance(env, str):
+        from riskrl.envs import make_vec
+
+        if num_envs is None:
+            num_envs = min(int(n_episodes), 1024)
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        env = make_vec(env, num_envs=int(num_envs), device=device)
+    elif num_envs is not None and num_envs != env.num_envs:
+        raise ValueError(f"num_envs={num_envs} conflicts with the given env's num_envs={env.num_envs}")
+    if perturb:
+        env.perturb(**dict(perturb))
+    if failure_threshold is None:
+        failure_threshold = _default_failure_threshold(env)
+
+    act, reports_std = _policy_fn(policy, deterministic)
+    n_env = int(env.num_envs)
+    dev = torch.device(getattr(env, "device", device))
+    slots = torch.arange(n_env, device=dev)
+    quota = (int(n_episodes) + slots) // n_env  # exactly n_episodes in total
+    max_quota = int(quota.max())
+    returns = torch.zeros(n_env, max_quota, dtype=torch.float64, device=dev)
+    lengths = torch.zeros(n_env, max_quota, dtype=torch.int64, device=dev)
+    count = torch.zeros(n_env, dtype=torch.int64, device=dev)
+    ep_return = torch.zeros(n_env, dtype=torch.float64, device=dev)
+    ep_length = torch.zeros(n_env, dtype=torch.int64, device=dev)
+    std_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    std_count = torch.zeros((), dtype=torch.int64, device=dev)
+    from gymnasium.vector import AutoresetMode
+
+    next_step_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
+    pending_reset = torch.zeros(n_env, dtype=torch.bool, device=dev)
+    if max_steps is None:
+        horizon = getattr(env, "max_episode_steps", None) or 10_000
+        max_steps = (max_quota + 1) * (int(horizon) + 1) + 10
+
+    obs, _ = env.reset(seed=seed)
+    for _ in range(int(max_steps)):
+        action, std = act(obs)
+        obs, reward, terminated, truncated, _info = env.step(action)
+        # In NEXT_STEP mode the step after a done only resets that env: not part of any episode.
+        live = ~pending_reset if next_step_mode else torch.ones_like(pending_reset)
+        active = live & (count < quota)
+        if reports_std and std is not None:
+            std_sum += torch.where(active, std.to(torch.float64), 0.0).sum()
+            std_count += active.sum()
+        ep_return += torch.where(live, torch.as_tensor(reward, device=dev).to(torch.float64), 0.0)
+        ep_length += live.to(torch.int64)
+        done = (terminated | truncated) & live
+        record = done & (count < quota)
+        rows = slots[record]
+        cols = count[record]
+        returns[rows, cols] = ep_return[record]
+        lengths[rows, cols] = ep_length[record]
+        count += record.to(torch.int64)
+        ep_return = torch.where(done, 0.0, ep_return)
+        ep_length = torch.where(done, 0, ep_length)
+        pending_reset = done if next_step_mode else pending_reset
+        if bool((count >= quota).all()):
+            break
+    else:
+        raise RuntimeError(f"evaluation did not finish {n_episodes} episodes within max_steps={max_steps}")
+
+    mask = torch.arange(max_quota, device=dev).unsqueeze(0) < quota.unsqueeze(1)
+    ret_np = returns[mask].cpu().numpy()
+    len_np = lengths[mask].cpu().numpy()
+    mean_std = float(std_sum / std_count) if reports_std and int(std_count) > 0 else math.nan
+    ci = bootstrap_ci(ret_np, float(alpha), seed) if bootstrap else {}
+    return EvalResult(
+        returns=ret_np,
+        lengths=len_np,
+        alpha=float(alpha),
+        failure_threshold=failure_threshold,
+        mean_epistemic_std=mean_std,
+        ci=ci,
+    )
+
+
+def robustness_curve(
+    policy: PolicyLike,
+    env_id: str,
+    param: str,
+    values: list[float] | np.ndarray,
+    n_episodes: int = 100,
+    **evaluate_kwargs: Any,
+) -> list[tuple[float, EvalResult]]:
+    """Evaluate ``policy`` with the physical parameter ``param`` set to each of ``values``.
+
+    A fresh env is built for every value, so perturbations never leak between points.
+    """
+    return [
+        (
+            float(v),
+            evaluate(policy, env_id, n_episodes=n_episodes, perturb={param: float(v)}, **evaluate_kwargs),
+        )
+        for v in values
+    ]
