@@ -1,0 +1,299 @@
+"""riskrl agents vs stable-baselines3 baselines at equal environment-step budgets.
+
+Every run trains one algorithm with one seed, evaluating it every ``eval_every`` steps with
+:func:`riskrl.evaluate` on the same batched environment (learning curve), then once more at the
+end under nominal and shifted dynamics. SB3 algorithms use rl-baselines3-zoo hyperparameters
+(:data:`SB3_ZOO`) and train on riskrl's environments through :class:`riskrl.envs.SB3VecEnv`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from riskrl.sweep import Perturbation
+
+__all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "run_bench_job"]
+
+# rl-baselines3-zoo hyperparameters (hyperparams/*.yml), as (n_envs, constructor kwargs).
+SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
+    ("DQN", "CartPole-v1"): (
+        1,
+        dict(
+            learning_rate=2.3e-3,
+            batch_size=64,
+            buffer_size=100_000,
+            learning_starts=1000,
+            gamma=0.99,
+            target_update_interval=10,
+            train_freq=256,
+            gradient_steps=128,
+            exploration_fraction=0.16,
+            exploration_final_eps=0.04,
+            policy_kwargs=dict(net_arch=[256, 256]),
+        ),
+    ),
+    ("PPO", "CartPole-v1"): (
+        8,
+        dict(
+            n_steps=32,
+            batch_size=256,
+            gae_lambda=0.8,
+            gamma=0.98,
+            n_epochs=20,
+            ent_coef=0.0,
+            learning_rate=1e-3,
+            clip_range=0.2,
+        ),
+    ),
+    ("A2C", "CartPole-v1"): (8, dict(ent_coef=0.0)),
+    ("SAC", "Pendulum-v1"): (1, dict(learning_rate=1e-3)),
+    ("TD3", "Pendulum-v1"): (
+        1,
+        dict(learning_rate=1e-3, learning_starts=10_000, gamma=0.98, buffer_size=200_000),
+    ),
+    ("PPO", "Pendulum-v1"): (
+        4,
+        dict(
+            n_steps=1024,
+            gae_lambda=0.95,
+            gamma=0.9,
+            n_epochs=10,
+            ent_coef=0.0,
+            learning_rate=1e-3,
+            clip_range=0.2,
+            use_sde=True,
+            sde_sample_freq=4,
+        ),
+    ),
+    ("SAC", "MountainCarContinuous-v0"): (
+        1,
+        dict(
+            learning_rate=3e-4,
+            buffer_size=50_000,
+            batch_size=512,
+            ent_coef=0.1,
+            train_freq=32,
+            gradient_steps=32,
+            gamma=0.9999,
+            tau=0.01,
+            learning_starts=0,
+            use_sde=True,
+            policy_kwargs=dict(log_std_init=-3.67, net_arch=[64, 64]),
+        ),
+    ),
+}
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    """A benchmark: ``algos`` are riskrl agent names (``"BayesDQN"``) or ``"sb3:DQN"`` style names."""
+
+    env_id: str = "CartPole-v1"
+    algos: Sequence[str] = ("BayesDQN", "sb3:DQN")
+    seeds: Sequence[int] = (0, 1, 2)
+    total_timesteps: int = 20_000
+    eval_every: int = 2_000
+    n_eval_episodes: int = 20
+    final_eval_episodes: int = 100
+    shift: Perturbation = dataclasses.field(default_factory=lambda: Perturbation("shifted", {}))
+    risk_tolerance: float = 0.0
+    agent_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    eval_seed: int = 10_000
+
+    def validate(self) -> None:
+        from riskrl.sweep import _agent_class
+
+        if not self.algos or not self.seeds:
+            raise ValueError("algos and seeds must not be empty")
+        for algo in self.algos:
+            if algo.startswith("sb3:"):
+                name = algo[4:]
+                if (name, self.env_id) not in SB3_ZOO:
+                    known = sorted(f"sb3:{a}" for a, e in SB3_ZOO if e == self.env_id)
+                    raise ValueError(f"no zoo hyperparameters for {algo} on {self.env_id}; known: {known}")
+            else:
+                _agent_class(algo)
+        if int(self.total_timesteps) < 1 or int(self.eval_every) < 1:
+            raise ValueError("total_timesteps and eval_every must be >= 1")
+
+
+def _eval(policy: Any, cfg: BenchConfig, n: int, perturb: dict[str, Any] | None = None) -> dict[str, float]:
+    from riskrl.evaluation import evaluate
+
+    res = evaluate(policy, cfg.env_id, n_episodes=n, seed=cfg.eval_seed, perturb=perturb, bootstrap=False)
+    return {"mean": res.mean, "std": res.std, "cvar": res.cvar, "failure_rate": res.failure_rate}
+
+
+def run_bench_job(cfg: BenchConfig, algo: str, seed: int) -> dict[str, Any]:
+    """Train ``algo`` with ``seed``; return its learning curve, final results and wall-clock."""
+    import torch
+
+    torch.set_num_threads(1)
+    curve: list[dict[str, float]] = []
+    start = time.perf_counter()
+    eval_seconds = 0.0
+
+    def record(policy: Any, steps: int) -> None:
+        nonlocal eval_seconds
+        t0 = time.perf_counter()
+        curve.append({"timestep": steps, **_eval(policy, cfg, cfg.n_eval_episodes)})
+        eval_seconds += time.perf_counter() - t0
+
+    if algo.startswith("sb3:"):
+        import stable_baselines3 as sb3
+        from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
+
+        from riskrl.envs import SB3VecEnv, make_vec
+
+        name = algo[4:]
+        n_envs, kwargs = SB3_ZOO[(name, cfg.env_id)]
+        venv = SB3VecEnv(make_vec(cfg.env_id, num_envs=n_envs))
+        model = getattr(sb3, name)("MlpPolicy", venv, seed=int(seed), device="cpu", verbose=0, **kwargs)
+
+        class _Curve(SB3Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.next = cfg.eval_every
+
+            def _on_step(self) -> bool:
+                if self.num_timesteps >= self.next:
+                    self.next += cfg.eval_every
+                    record(model, self.num_timesteps)
+                return True
+
+        model.learn(int(cfg.total_timesteps), callback=_Curve())
+        policy: Any = model
+    else:
+        from riskrl.agents.callbacks import BaseCallback
+        from riskrl.sweep import _agent_class
+
+        class _AgentCurve(BaseCallback):
+            def __init__(self) -> None:
+                self.next = cfg.eval_every
+
+            def on_step(self, agent: Any) -> bool:
+                if agent.num_timesteps >= self.next:
+                    self.next += cfg.eval_every
+                    record(agent, agent.num_timesteps)
+                return True
+
+        cls = _agent_class(algo)
+        policy = cls(
+            cfg.env_id, risk_tolerance=cfg.risk_tolerance, seed=int(seed), **cfg.agent_kwargs.get(algo, {})
+        )
+        policy.learn(int(cfg.total_timesteps), callback=_AgentCurve())
+    train_seconds = time.perf_counter() - start - eval_seconds
+    return {
+        "algo": algo,
+        "seed": int(seed),
+        "curve": curve,
+        "final": _eval(policy, cfg, cfg.final_eval_episodes),
+        "final_shifted": _eval(policy, cfg, cfg.final_eval_episodes, cfg.shift.params)
+        if cfg.shift.params
+        else None,
+        "train_seconds": train_seconds,
+    }
+
+
+@dataclasses.dataclass
+class BenchResult:
+    config: BenchConfig
+    runs: list[dict[str, Any]]
+
+    def summary(self) -> list[dict[str, Any]]:
+        out = []
+        for algo in self.config.algos:
+            runs = [r for r in self.runs if r["algo"] == algo]
+            final = np.array([r["final"]["mean"] for r in runs])
+            row = {
+                "algo": algo,
+                "n_seeds": len(runs),
+                "final_mean": float(final.mean()),
+                "final_se": float(final.std(ddof=1) / np.sqrt(len(final))) if len(final) > 1 else 0.0,
+                "final_per_seed": final.tolist(),
+                "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+            }
+            if runs and runs[0]["final_shifted"] is not None:
+                shifted = np.array([r["final_shifted"]["mean"] for r in runs])
+                row["shifted_mean"] = float(shifted.mean())
+                row["shifted_cvar"] = float(np.mean([r["final_shifted"]["cvar"] for r in runs]))
+            out.append(row)
+        return out
+
+    def to_markdown(self) -> str:
+        c = self.config
+        shift = ", ".join(f"{k}={v:g}" for k, v in c.shift.params.items()) or "none"
+        lines = [
+            f"Benchmark on {c.env_id}: {c.total_timesteps} environment steps per run, seeds {list(c.seeds)}, "
+            f"final evaluation over {c.final_eval_episodes} episodes; shifted dynamics: {shift}.",
+            "",
+            "| algorithm | final return (mean ± se) | per seed | shifted return | shifted CVaR_0.1 | train time (s) |",
+            "|---|---:|---|---:|---:|---:|",
+        ]
+        for r in self.summary():
+            seeds = ", ".join(f"{v:.0f}" for v in r["final_per_seed"])
+            sh = f"{r['shifted_mean']:.1f}" if "shifted_mean" in r else "-"
+            sc = f"{r['shifted_cvar']:.1f}" if "shifted_cvar" in r else "-"
+            lines.append(
+                f"| {r['algo']} | {r['final_mean']:.1f} ± {r['final_se']:.1f} | {seeds} | {sh} | {sc} | "
+                f"{r['train_seconds']:.0f} |"
+            )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = dataclasses.asdict(self.config)
+        cfg["algos"], cfg["seeds"] = list(self.config.algos), list(self.config.seeds)
+        return {"config": cfg, "runs": self.runs, "summary": self.summary()}
+
+    def save(self, out_dir: str | Path, stem: str = "bench") -> dict[str, Path]:
+        from riskrl.checkpoint import atomic_write_bytes
+        from riskrl.plotting import plot_learning_curves
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {
+            k: out / f"{stem}.{ext}" for k, ext in (("json", "json"), ("markdown", "md"), ("png", "png"))
+        }
+        atomic_write_bytes(paths["json"], json.dumps(self.to_dict(), indent=1).encode())
+        atomic_write_bytes(paths["markdown"], (self.to_markdown() + "\n").encode())
+        plot_learning_curves(self.to_dict(), path=paths["png"])
+        return paths
+
+
+def bench(
+    config: BenchConfig | None = None,
+    *,
+    workers: int = 1,
+    out_dir: str | Path | None = None,
+    progress_bar: bool = False,
+    **overrides: Any,
+) -> BenchResult:
+    """Run every (algo, seed) of the benchmark, in ``workers`` processes; save to ``out_dir``."""
+    cfg = dataclasses.replace(config or BenchConfig(), **overrides)
+    if not isinstance(cfg.shift, Perturbation):
+        cfg.shift = Perturbation.parse(cfg.shift)
+    cfg.validate()
+    jobs = [(algo, int(s)) for algo in cfg.algos for s in cfg.seeds]
+    if int(workers) <= 1:
+        it: Any = jobs
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            it = tqdm(jobs, desc="bench runs")
+        runs = [run_bench_job(cfg, a, s) for a, s in it]
+    else:
+        with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
+            runs = list(pool.map(run_bench_job, [cfg] * len(jobs), *zip(*jobs)))
+    result = BenchResult(cfg, runs)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result

@@ -1,0 +1,325 @@
+"""risk_tolerance x seed x perturbation sweeps, run locally in processes or as Ray tasks.
+
+One *job* per seed trains an agent once, then evaluates it at every ``risk_tolerance`` and
+under every perturbation without retraining (the knob only changes how the agent acts). Jobs are
+independent and deterministic, so the ``local`` and ``ray`` executors give identical results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Perturbation", "SweepConfig", "SweepResult", "run_sweep_job", "sweep"]
+
+BACKENDS = ("local", "ray")
+
+
+@dataclasses.dataclass(frozen=True)
+class Perturbation:
+    """A named set of physical-parameter changes for ``env.perturb`` (empty = nominal)."""
+
+    name: str = "nominal"
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Perturbation:
+        """Parse ``"name:key=value,key=value"`` (``"nominal"`` or ``"name:"`` for no change)."""
+        name, _, rest = text.partition(":")
+        params: dict[str, Any] = {}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ValueError(f"bad perturbation item {item!r} in {text!r}; expected key=value")
+            try:
+                params[key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"perturbation value for {key!r} must be a number, got {value!r}") from None
+        if not name.strip():
+            raise ValueError(f"perturbation {text!r} needs a name, e.g. 'long_pole:length=1.0'")
+        return cls(name.strip(), params)
+
+
+@dataclasses.dataclass
+class SweepConfig:
+    """What to sweep. ``agent`` names a class in :mod:`riskrl.agents`."""
+
+    env_id: str = "CartPole-v1"
+    agent: str = "BayesDQN"
+    risk_tolerances: Sequence[float] = (0.0, 0.5, 1.0, 2.0)
+    seeds: Sequence[int] = (0, 1, 2)
+    perturbations: Sequence[Perturbation] = (Perturbation(),)
+    total_timesteps: int = 20_000
+    n_eval_episodes: int = 100
+    eval_seed: int = 10_000
+    alpha: float = 0.1
+    agent_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        from riskrl.risk import validate_risk_tolerance
+
+        if not self.risk_tolerances:
+            raise ValueError("risk_tolerances must not be empty")
+        for k in self.risk_tolerances:
+            validate_risk_tolerance(k)
+        if not self.seeds:
+            raise ValueError("seeds must not be empty")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
+        if int(self.total_timesteps) < 1 or int(self.n_eval_episodes) < 1:
+            raise ValueError("total_timesteps and n_eval_episodes must be >= 1")
+        names = [p.name for p in self.perturbations]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"perturbations need distinct names, got {names}")
+        _agent_class(self.agent)
+
+
+def _agent_class(name: str) -> type:
+    import riskrl.agents as agents
+
+    cls = getattr(agents, name, None)
+    from riskrl.agents.base import Agent
+
+    if not (isinstance(cls, type) and issubclass(cls, Agent) and cls is not Agent):
+        available = sorted(n for n in agents.__all__ if n.startswith("Bayes"))
+        raise ValueError(f"unknown agent {name!r}; available: {available}")
+    return cls
+
+
+def run_sweep_job(config: SweepConfig, seed: int, checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
+    """Train one agent with ``seed`` and evaluate it at every risk_tolerance x perturbation.
+
+    A top-level function so process pools and Ray can ship it. Uses one torch thread.
+    """
+    import torch
+
+    from riskrl.evaluation import evaluate
+
+    torch.set_num_threads(1)
+    cls = _agent_class(config.agent)
+    start = time.perf_counter()
+    agent = cls(config.env_id, seed=int(seed), device=config.device, **config.agent_kwargs)
+    agent.learn(int(config.total_timesteps))
+    train_seconds = time.perf_counter() - start
+    if checkpoint_dir is not None:
+        agent.save(Path(checkpoint_dir) / f"{config.agent}_seed{seed}.riskrl")
+    rows = []
+    for pert in config.perturbations:
+        for k in config.risk_tolerances:
+            agent.risk_tolerance = k
+            res = evaluate(
+                agent,
+                config.env_id,
+                n_episodes=int(config.n_eval_episodes),
+                seed=int(config.eval_seed),
+                device=config.device,
+                perturb=pert.params,
+                alpha=config.alpha,
+                bootstrap=False,
+            )
+            rows.append(
+                {
+                    "seed": int(seed),
+                    "risk_tolerance": float(k),
+                    "perturbation": pert.name,
+                    "params": dict(pert.params),
+                    "mean": res.mean,
+                    "std": res.std,
+                    "iqm": res.iqm,
+                    "cvar": res.cvar,
+                    "worst": res.worst,
+                    "failure_rate": res.failure_rate,
+                    "mean_epistemic_std": res.mean_epistemic_std,
+                    "train_seconds": train_seconds,
+                }
+            )
+    return rows
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """All rows of a sweep plus aggregation, tables and files."""
+
+    config: SweepConfig
+    rows: list[dict[str, Any]]
+    backend: str = "local"
+    wall_seconds: float = 0.0
+
+    def aggregate(self) -> list[dict[str, Any]]:
+        """Mean and standard error over seeds for each (perturbation, risk_tolerance)."""
+        out = []
+        for pert in self.config.perturbations:
+            for k in self.config.risk_tolerances:
+                sel = [
+                    r for r in self.rows if r["perturbation"] == pert.name and r["risk_tolerance"] == float(k)
+                ]
+                if not sel:
+                    continue
+                row: dict[str, Any] = {
+                    "perturbation": pert.name,
+                    "risk_tolerance": float(k),
+                    "n_seeds": len(sel),
+                }
+                for key in ("mean", "cvar", "worst", "failure_rate", "mean_epistemic_std"):
+                    vals = np.array([r[key] for r in sel], dtype=np.float64)
+                    row[key] = float(np.mean(vals))
+                    row[f"{key}_se"] = (
+                        float(np.std(vals, ddof=1) / np.sqrt(len(vals))) if len(vals) > 1 else 0.0
+                    )
+                out.append(row)
+        return out
+
+    def to_markdown(self) -> str:
+        c = self.config
+        lines = [
+            f"Sweep: {c.agent} on {c.env_id}, {c.total_timesteps} training steps, seeds {list(c.seeds)}, "
+            f"{c.n_eval_episodes} evaluation episodes per point, CVaR alpha={c.alpha}; backend {self.backend}, "
+            f"{self.wall_seconds:.0f} s.",
+            "",
+            "| perturbation | risk_tolerance | mean return | CVaR | worst | failure rate | epistemic std |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in self.aggregate():
+            lines.append(
+                f"| {r['perturbation']} | {r['risk_tolerance']:g} | {r['mean']:.1f} ± {r['mean_se']:.1f} | "
+                f"{r['cvar']:.1f} ± {r['cvar_se']:.1f} | {r['worst']:.1f} | {r['failure_rate']:.2f} | "
+                f"{r['mean_epistemic_std']:.3f} |"
+            )
+        lines.append("")
+        lines.append("± is the standard error over seeds.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = dataclasses.asdict(self.config)
+        cfg["risk_tolerances"] = list(self.config.risk_tolerances)
+        cfg["seeds"] = list(self.config.seeds)
+        return {
+            "config": cfg,
+            "backend": self.backend,
+            "wall_seconds": self.wall_seconds,
+            "rows": self.rows,
+            "aggregate": self.aggregate(),
+        }
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
+        from riskrl.checkpoint import atomic_write_bytes
+        from riskrl.plotting import plot_sweep
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {"json": out / "sweep.json", "markdown": out / "sweep.md", "png": out / "sweep.png"}
+        atomic_write_bytes(paths["json"], json.dumps(self.to_dict(), indent=1).encode())
+        atomic_write_bytes(paths["markdown"], (self.to_markdown() + "\n").encode())
+        plot_sweep(self.to_dict(), path=paths["png"])
+        return paths
+
+
+def _run_local(
+    config: SweepConfig, workers: int, checkpoint_dir: str | None, progress: bool
+) -> list[list[dict]]:
+    seeds = [int(s) for s in config.seeds]
+    if workers <= 1:
+        it = seeds
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(seeds, desc="sweep (seeds)")
+        return [run_sweep_job(config, s, checkpoint_dir) for s in it]
+    ctx = get_context("spawn")  # fork + torch threads is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(run_sweep_job, config, s, checkpoint_dir) for s in seeds]
+        if progress:
+            from concurrent.futures import as_completed
+
+            from tqdm.auto import tqdm
+
+            for _ in tqdm(as_completed(futures), total=len(futures), desc="sweep (seeds)"):
+                pass
+        return [f.result() for f in futures]
+
+
+def _run_ray(
+    config: SweepConfig, address: str | None, checkpoint_dir: str | None, progress: bool
+) -> list[list[dict]]:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("the ray backend needs ray: pip install 'riskrl[ray]'") from None
+    started_here = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        started_here = True
+    try:
+        remote_job = ray.remote(num_cpus=1)(run_sweep_job)
+        refs = [remote_job.remote(config, int(s), checkpoint_dir) for s in config.seeds]
+        if progress:
+            from tqdm.auto import tqdm
+
+            pending = list(refs)
+            with tqdm(total=len(refs), desc="sweep (ray tasks)") as bar:
+                while pending:
+                    done, pending = ray.wait(pending, num_returns=1)
+                    bar.update(len(done))
+        return ray.get(refs)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def sweep(
+    config: SweepConfig | None = None,
+    *,
+    backend: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    out_dir: str | Path | None = None,
+    save_checkpoints: bool = False,
+    progress_bar: bool = False,
+    **overrides: Any,
+) -> SweepResult:
+    """Run a risk_tolerance x seed x perturbation sweep and return a :class:`SweepResult`.
+
+    ``backend="local"`` runs one job per seed in ``workers`` processes (1 = in this process);
+    ``backend="ray"`` runs each job as a Ray task, joining ``address`` (e.g. ``"auto"`` or
+    ``"ray://host:10001"``) or starting a local Ray instance when it is ``None``. Keyword
+    ``overrides`` set :class:`SweepConfig` fields. With ``out_dir`` the results are saved there.
+    """
+    config = dataclasses.replace(config or SweepConfig(), **overrides)
+    config.perturbations = tuple(
+        p if isinstance(p, Perturbation) else Perturbation.parse(p) for p in config.perturbations
+    )
+    config.validate()
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    ckpt = None
+    if save_checkpoints:
+        if out_dir is None:
+            raise ValueError("save_checkpoints needs out_dir")
+        ckpt = str(Path(out_dir) / "checkpoints")
+        Path(ckpt).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if backend == "local":
+        per_seed = _run_local(config, int(workers), ckpt, progress_bar)
+    else:
+        per_seed = _run_ray(config, address, ckpt, progress_bar)
+    result = SweepResult(
+        config=config,
+        rows=[row for rows in per_seed for row in rows],
+        backend=backend,
+        wall_seconds=time.perf_counter() - start,
+    )
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
