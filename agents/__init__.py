@@ -7,5 +7,15 @@ Every agent acts on ``mean - risk_tolerance * std`` of its Bayesian estimates; s
 from .base import Agent
 from .buffers import ReplayBuffer
 from .callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
+from .registry import agent_class, load_agent
 
-__all__ = ["Agent", "BaseCallback", "CallbackList", "CheckpointCallback", "EvalCallback", "ReplayBuffer"]
+__all__ = [
+    "Agent",
+    "BaseCallback",
+    "CallbackList",
+    "CheckpointCallback",
+    "EvalCallback",
+    "ReplayBuffer",
+    "agent_class",
+    "load_agent",
+]

@@ -84,15 +84,9 @@ class SweepConfig:
 
 
 def _agent_class(name: str) -> type:
-    import riskrl.agents as agents
+    from riskrl.agents import agent_class
 
-    cls = getattr(agents, name, None)
-    from riskrl.agents.base import Agent
-
-    if not (isinstance(cls, type) and issubclass(cls, Agent) and cls is not Agent):
-        available = sorted(n for n in agents.__all__ if n.startswith("Bayes"))
-        raise ValueError(f"unknown agent {name!r}; available: {available}")
-    return cls
+    return agent_class(name)
 
 
 def run_sweep_job(config: SweepConfig, seed: int, checkpoint_dir: str | None = None) -> list[dict[str, Any]]:

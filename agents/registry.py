@@ -1,0 +1,47 @@
+"""Find agent classes by name and load any saved agent without knowing its class."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from riskrl.checkpoint import CheckpointError, load_checkpoint
+
+from .base import Agent
+
+__all__ = ["agent_class", "load_agent"]
+
+
+def _agent_classes() -> dict[str, type[Agent]]:
+    import riskrl.agents as agents
+
+    found = {}
+    for name in agents.__all__:
+        obj = getattr(agents, name)
+        if isinstance(obj, type) and issubclass(obj, Agent) and obj is not Agent:
+            found[name] = obj
+    return found
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The agent class called ``name`` (e.g. ``"BayesDQN"``); ValueError listing the valid names."""
+    classes = _agent_classes()
+    if name not in classes:
+        raise ValueError(f"unknown agent {name!r}; available: {sorted(classes)}")
+    return classes[name]
+
+
+def load_agent(
+    path: str | Path, env: Any = None, device: str | torch.device = "cpu", **overrides: Any
+) -> Agent:
+    """Load a saved agent of whatever class the checkpoint records (never executes code)."""
+    _, manifest = load_checkpoint(path)
+    kind = manifest.get("kind")
+    classes = _agent_classes()
+    if kind not in classes:
+        raise CheckpointError(
+            f"{path} holds a {kind!r}, which is not a riskrl agent class ({sorted(classes)})"
+        )
+    return classes[kind].load(path, env=env, device=device, **overrides)
