@@ -133,8 +133,13 @@ def _eval(policy: Any, cfg: BenchConfig, n: int, perturb: dict[str, Any] | None 
     return {"mean": res.mean, "std": res.std, "cvar": res.cvar, "failure_rate": res.failure_rate}
 
 
-def run_bench_job(cfg: BenchConfig, algo: str, seed: int) -> dict[str, Any]:
-    """Train ``algo`` with ``seed``; return its learning curve, final results and wall-clock."""
+def run_bench_job(
+    cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str | None = None
+) -> dict[str, Any]:
+    """Train ``algo`` with ``seed``; return its learning curve, final results and wall-clock.
+
+    With ``checkpoint_dir`` a trained riskrl agent is saved there as ``<algo>_seed<seed>.riskrl``.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -192,6 +197,11 @@ def run_bench_job(cfg: BenchConfig, algo: str, seed: int) -> dict[str, Any]:
         )
         policy.learn(int(cfg.total_timesteps), callback=_AgentCurve())
     train_seconds = time.perf_counter() - start - eval_seconds
+    checkpoint = None
+    if checkpoint_dir is not None and not algo.startswith("sb3:"):
+        checkpoint = str(
+            policy.save(Path(checkpoint_dir) / f"{algo}_seed{seed}.riskrl", include_training_state=False)
+        )
     return {
         "algo": algo,
         "seed": int(seed),
@@ -201,6 +211,7 @@ def run_bench_job(cfg: BenchConfig, algo: str, seed: int) -> dict[str, Any]:
         if cfg.shift.params
         else None,
         "train_seconds": train_seconds,
+        "checkpoint": checkpoint,
     }
 
 
@@ -274,25 +285,34 @@ def bench(
     *,
     workers: int = 1,
     out_dir: str | Path | None = None,
+    save_checkpoints: bool = False,
     progress_bar: bool = False,
     **overrides: Any,
 ) -> BenchResult:
-    """Run every (algo, seed) of the benchmark, in ``workers`` processes; save to ``out_dir``."""
+    """Run every (algo, seed) of the benchmark, in ``workers`` processes; save to ``out_dir``.
+
+    With ``save_checkpoints`` (needs ``out_dir``) trained riskrl agents go to ``out_dir/checkpoints``.
+    """
     cfg = dataclasses.replace(config or BenchConfig(), **overrides)
     if not isinstance(cfg.shift, Perturbation):
         cfg.shift = Perturbation.parse(cfg.shift)
     cfg.validate()
     jobs = [(algo, int(s)) for algo in cfg.algos for s in cfg.seeds]
+    ckpt = None
+    if save_checkpoints:
+        if out_dir is None:
+            raise ValueError("save_checkpoints needs out_dir")
+        ckpt = str(Path(out_dir) / "checkpoints")
     if int(workers) <= 1:
         it: Any = jobs
         if progress_bar:
             from tqdm.auto import tqdm
 
             it = tqdm(jobs, desc="bench runs")
-        runs = [run_bench_job(cfg, a, s) for a, s in it]
+        runs = [run_bench_job(cfg, a, s, ckpt) for a, s in it]
     else:
         with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
-            runs = list(pool.map(run_bench_job, [cfg] * len(jobs), *zip(*jobs)))
+            runs = list(pool.map(run_bench_job, [cfg] * len(jobs), *zip(*jobs), [ckpt] * len(jobs)))
     result = BenchResult(cfg, runs)
     if out_dir is not None:
         result.save(out_dir)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Perturbation", "SweepConfig", "SweepResult", "run_sweep_job", "sweep"]
+__all__ = ["Perturbation", "SweepConfig", "SweepResult", "evaluate_grid", "run_sweep_job", "sweep"]
 
 BACKENDS = ("local", "ray")
 
@@ -89,14 +89,58 @@ def _agent_class(name: str) -> type:
     return agent_class(name)
 
 
+def evaluate_grid(
+    agent: Any, config: SweepConfig, seed: int, train_seconds: float = 0.0
+) -> list[dict[str, Any]]:
+    """Evaluate a trained ``agent`` at every risk_tolerance x perturbation of ``config``.
+
+    The agent's ``risk_tolerance`` is restored afterwards.
+    """
+    from riskrl.evaluation import evaluate
+
+    original = agent.risk_tolerance
+    rows = []
+    try:
+        for pert in config.perturbations:
+            for k in config.risk_tolerances:
+                agent.risk_tolerance = k
+                res = evaluate(
+                    agent,
+                    config.env_id,
+                    n_episodes=int(config.n_eval_episodes),
+                    seed=int(config.eval_seed),
+                    device=config.device,
+                    perturb=pert.params,
+                    alpha=config.alpha,
+                    bootstrap=False,
+                )
+                rows.append(
+                    {
+                        "seed": int(seed),
+                        "risk_tolerance": float(k),
+                        "perturbation": pert.name,
+                        "params": dict(pert.params),
+                        "mean": res.mean,
+                        "std": res.std,
+                        "iqm": res.iqm,
+                        "cvar": res.cvar,
+                        "worst": res.worst,
+                        "failure_rate": res.failure_rate,
+                        "mean_epistemic_std": res.mean_epistemic_std,
+                        "train_seconds": train_seconds,
+                    }
+                )
+    finally:
+        agent.risk_tolerance = original
+    return rows
+
+
 def run_sweep_job(config: SweepConfig, seed: int, checkpoint_dir: str | None = None) -> list[dict[str, Any]]:
     """Train one agent with ``seed`` and evaluate it at every risk_tolerance x perturbation.
 
     A top-level function so process pools and Ray can ship it. Uses one torch thread.
     """
     import torch
-
-    from riskrl.evaluation import evaluate
 
     torch.set_num_threads(1)
     cls = _agent_class(config.agent)
@@ -106,37 +150,7 @@ def run_sweep_job(config: SweepConfig, seed: int, checkpoint_dir: str | None = N
     train_seconds = time.perf_counter() - start
     if checkpoint_dir is not None:
         agent.save(Path(checkpoint_dir) / f"{config.agent}_seed{seed}.riskrl")
-    rows = []
-    for pert in config.perturbations:
-        for k in config.risk_tolerances:
-            agent.risk_tolerance = k
-            res = evaluate(
-                agent,
-                config.env_id,
-                n_episodes=int(config.n_eval_episodes),
-                seed=int(config.eval_seed),
-                device=config.device,
-                perturb=pert.params,
-                alpha=config.alpha,
-                bootstrap=False,
-            )
-            rows.append(
-                {
-                    "seed": int(seed),
-                    "risk_tolerance": float(k),
-                    "perturbation": pert.name,
-                    "params": dict(pert.params),
-                    "mean": res.mean,
-                    "std": res.std,
-                    "iqm": res.iqm,
-                    "cvar": res.cvar,
-                    "worst": res.worst,
-                    "failure_rate": res.failure_rate,
-                    "mean_epistemic_std": res.mean_epistemic_std,
-                    "train_seconds": train_seconds,
-                }
-            )
-    return rows
+    return evaluate_grid(agent, config, int(seed), train_seconds)
 
 
 @dataclasses.dataclass
