@@ -1,0 +1,417 @@
+"""Shared machinery for the torch-batched classic-control environments.
+
+Design (see ``../shared/DESIGN.md``, section "Environments"):
+
+* The state is stored *struct-of-arrays*, shape ``(state_dim, num_envs)``, so every per-variable row is
+  contiguous; ``env.state`` exposes it as ``(num_envs, state_dim)``.
+* One ``step`` is a single pure tensor function (:meth:`TorchVectorEnv._core`) over the whole batch:
+  dynamics, autoreset, truncation and episode statistics are all computed with masks / ``torch.where``
+  and written back in place. There is no host synchronisation and no per-env Python, so the same code
+  scales on a GPU; with ``compile=True`` the function is fused by ``torch.compile`` (eager fallback).
+* Autoreset initial states come from a counter-based hash RNG (murmur3 finaliser of
+  ``(key, step counter, element index)``) whose key is drawn from the env's seeded ``torch.Generator`` at
+  ``reset(seed=...)``. Drawing from a ``torch.Generator`` every step costs more than the whole step on a
+  CPU, and a stateless hash fuses into the step kernel. Everything is deterministic given the seed.
+* Explicit ``reset`` draws from the ``torch.Generator``, as do parameter sampling (``perturb``) and
+  observation / action noise.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+__all__ = ["NOISE_PARAMS", "TorchVectorEnv", "angle_normalize"]
+
+_M32 = 0xFFFFFFFF
+NOISE_PARAMS = ("obs_noise_std", "action_noise_std")
+ParamValue = float | int | torch.Tensor | np.ndarray | Sequence[float] | tuple[float, float]
+
+
+def _hash_uniform(
+    key: torch.Tensor, counter: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """Stateless uniform [0, 1) numbers from ``(key, counter, idx)`` (murmur3 fmix32, int64 lanes)."""
+    x = (idx * 0x9E3779B1 + counter * 0x85EBCA77 + key) & _M32
+    x = x ^ (x >> 16)
+    x = (x * 0x85EBCA6B) & _M32
+    x = x ^ (x >> 13)
+    x = (x * 0xC2B2AE35) & _M32
+    x = x ^ (x >> 16)
+    return (x >> 8).to(dtype) * (1.0 / 16777216.0)
+
+
+class TorchVectorEnv(VectorEnv):
+    """Base class: a batch of ``num_envs`` independent copies of one classic-control env, as torch tensors.
+
+    Args:
+        num_envs: batch size ``N``.
+        device: torch device holding all state.
+        dtype: floating dtype of state, observations and rewards (``torch.float64`` for exact parity).
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default, like gymnasium's vector envs: the step after
+            a done returns the reset observation, reward 0, and ignores the action) or
+            ``AutoresetMode.SAME_STEP`` (the returned obs is already the reset obs; the terminal
+            observations are in ``info["final_obs"]`` ``(N, obs_dim)`` with mask ``info["_final_obs"]``).
+        max_episode_steps: truncation horizon (defaults to the registered gymnasium spec's).
+        validate_actions: check action ranges / NaNs (needs a host sync per step). ``False`` is the no-sync
+            fast path; shapes and dtypes are always checked (metadata only, no sync).
+        compile: fuse the step with ``torch.compile`` (falls back to eager with a warning on failure).
+        **params: physical parameters and ``obs_noise_std`` / ``action_noise_std``, as in :meth:`perturb`.
+
+    ``step`` returns ``(obs (N, obs_dim), reward (N,), terminated (N,) bool, truncated (N,) bool, info)``;
+    ``info["episode"] = {"r": (N,), "l": (N,)}`` with ``info["_episode"]`` (bool mask of envs whose
+    episode ended this step; entries outside the mask are 0) is present on every step.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+
+    # --- subclass interface --------------------------------------------------------------------------
+    env_id: ClassVar[str] = ""
+    state_dim: ClassVar[int] = 0
+    obs_dim: ClassVar[int] = 0
+    default_max_episode_steps: ClassVar[int] = 0
+    param_defaults: ClassVar[dict[str, float]] = {}
+    #: state is rounded through float32 after every step (the reference keeps a float32 state)
+    float32_state: ClassVar[bool] = False
+
+    def _make_spaces(self) -> tuple[spaces.Space, spaces.Space]:
+        """Return ``(single_observation_space, single_action_space)``."""
+        raise NotImplementedError
+
+    #: per-state-variable bounds of the uniform initial-state distribution
+    reset_low: ClassVar[tuple[float, ...]] = ()
+    reset_high: ClassVar[tuple[float, ...]] = ()
+
+    def _initial_state(self, u: torch.Tensor) -> torch.Tensor:
+        """Map uniforms ``u`` of shape ``(state_dim, N)`` in [0, 1) to initial states ``(state_dim, N)``."""
+        return self._rlo + self._rspan * u
+
+    def _parse_reset_options(self, options: dict[str, Any]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """gymnasium-style ``options={"low": l, "high": h}`` (applied to every state variable)."""
+        low = float(options.get("low", self.reset_low[0]))
+        high = float(options.get("high", self.reset_high[0]))
+        if low > high:
+            raise ValueError(f"reset option low ({low}) > high ({high})")
+        return (low,) * self.state_dim, (high,) * self.state_dim
+
+    def _set_reset_bounds(self, low: Sequence[float], high: Sequence[float]) -> None:
+        lo = torch.tensor(low, dtype=self.dtype, device=self.device).unsqueeze(-1)
+        hi = torch.tensor(high, dtype=self.dtype, device=self.device).unsqueeze(-1)
+        self._rlo, self._rspan = lo, hi - lo
+
+    def _dynamics(
+        self, s: torch.Tensor, action: torch.Tensor, act_noise: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One transition for the batch: ``s`` ``(state_dim, N)`` -> ``(next_s, reward (N,), terminated (N,))``."""
+        raise NotImplementedError
+
+    def _obs_from_state(self, s: torch.Tensor) -> torch.Tensor:
+        """Observation ``(N, obs_dim)`` from a ``(state_dim, N)`` state (default: the state itself)."""
+        return s.t()
+
+    def reward_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """Batched reward in observation space; arbitrary leading dims ``(..., obs_dim)`` -> ``(...)``."""
+        raise NotImplementedError
+
+    def termination_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """Batched termination in observation space; ``(..., obs_dim)`` -> ``(...)`` bool."""
+        raise NotImplementedError
+
+    # --- construction --------------------------------------------------------------------------------
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        max_episode_steps: int | None = None,
+        validate_actions: bool = True,
+        compile: bool = False,
+        **params: ParamValue,
+    ) -> None:
+        if int(num_envs) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        mode = AutoresetMode(autoreset_mode)
+        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+            raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.autoreset_mode = mode
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
+        if self.max_episode_steps < 1:
+            raise ValueError("max_episode_steps must be >= 1")
+        self.validate_actions = bool(validate_actions)
+        self.render_mode = None
+
+        self.single_observation_space, self.single_action_space = self._make_spaces()
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._discrete = isinstance(self.single_action_space, spaces.Discrete)
+        self._act_dim = 0 if self._discrete else int(np.prod(self.single_action_space.shape))
+
+        n, dev = self.num_envs, self.device
+        kw = {"device": dev}
+        self._gen = torch.Generator(device=dev)
+        # Unseeded envs get a seed from torch's global RNG (so torch.manual_seed makes them reproducible).
+        self._gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        self._s = torch.zeros(self.state_dim, n, dtype=dtype, **kw)
+        self._steps = torch.zeros(n, dtype=torch.int32, **kw)
+        self._prev_done = torch.zeros(n, dtype=torch.bool, **kw)
+        self._ep_ret = torch.zeros(n, dtype=dtype, **kw)
+        self._ep_len = torch.zeros(n, dtype=torch.int32, **kw)
+        self._counter = torch.zeros((), dtype=torch.int64, **kw)
+        self._key = torch.zeros((), dtype=torch.int64, **kw)
+        self._idx = torch.arange(self.state_dim * n, dtype=torch.int64, **kw).view(self.state_dim, n)
+        self._needs_reset = True
+        self._set_reset_bounds(self.reset_low, self.reset_high)
+
+        self.params: dict[str, torch.Tensor] = {
+            k: torch.full((n,), float(v), dtype=dtype, **kw) for k, v in self.param_defaults.items()
+        }
+        self.noise: dict[str, torch.Tensor] = {k: torch.zeros(n, dtype=dtype, **kw) for k in NOISE_PARAMS}
+        self._obs_noise_on = False
+        self._act_noise_on = False
+        if params:
+            self.perturb(**params)
+
+        self._core_fn = self._core
+        self._compiled = False
+        if compile:
+            self._core_fn = torch.compile(self._core, dynamic=False)
+            self._compiled = True
+
+    # --- parameters ----------------------------------------------------------------------------------
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Names accepted by :meth:`perturb` (physical parameters, then noise options)."""
+        return (*self.param_defaults, *NOISE_PARAMS)
+
+    def perturb(self, **params: ParamValue) -> dict[str, torch.Tensor]:
+        """Set or sample per-env parameters in place.
+
+        Each value is a scalar (same for all envs), a per-env tensor / array of shape ``(N,)``, or a
+        ``(low, high)`` tuple sampled uniformly per env with the env's generator. Valid names are the
+        physical parameters in :attr:`params` plus ``obs_noise_std`` and ``action_noise_std`` (Gaussian
+        noise added to observations / to the continuous control signal; for discrete envs the noise is
+        added to the action's force/torque in units of the action magnitude). Returns the touched tensors.
+        """
+        unknown = sorted(set(params) - set(self.param_names))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {unknown}; valid names: {list(self.param_names)}")
+        out = {}
+        for name, value in params.items():
+            target = self.noise[name] if name in NOISE_PARAMS else self.params[name]
+            if isinstance(value, tuple):
+                if len(value) != 2:
+                    raise ValueError(f"{name}: a tuple must be (low, high), got {value!r}")
+                lo, hi = float(value[0]), float(value[1])
+                if hi < lo:
+                    raise ValueError(f"{name}: high < low in {value!r}")
+                u = torch.rand(self.num_envs, generator=self._gen, device=self.device, dtype=self.dtype)
+                target.copy_(lo + (hi - lo) * u)
+            elif isinstance(value, int | float):
+                target.fill_(float(value))
+            else:
+                t = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+                if t.shape != (self.num_envs,):
+                    raise ValueError(
+                        f"{name}: expected a scalar, (low, high) or shape ({self.num_envs},), got {tuple(t.shape)}"
+                    )
+                target.copy_(t.to(device=self.device, dtype=self.dtype))
+            out[name] = target
+        # Host-side flags (perturb is not on the hot path, so the sync here is fine).
+        self._obs_noise_on = bool((self.noise["obs_noise_std"] != 0).any())
+        self._act_noise_on = bool((self.noise["action_noise_std"] != 0).any())
+        return out
+
+    # --- state access ----------------------------------------------------------------------------------
+    @property
+    def state(self) -> torch.Tensor:
+        """Copy of the current state, shape ``(num_envs, state_dim)``."""
+        return self._s.t().clone()
+
+    @state.setter
+    def state(self, value: torch.Tensor | np.ndarray) -> None:
+        """Inject exact states ``(num_envs, state_dim)``; clears any pending autoreset."""
+        v = torch.as_tensor(np.asarray(value) if not isinstance(value, torch.Tensor) else value)
+        v = v.to(device=self.device, dtype=self.dtype)
+        if v.shape != (self.num_envs, self.state_dim):
+            raise ValueError(f"state must have shape {(self.num_envs, self.state_dim)}, got {tuple(v.shape)}")
+        self._s.copy_(v.t())
+        self._prev_done.zero_()
+        self._needs_reset = False
+
+    def get_obs(self) -> torch.Tensor:
+        """Observation ``(N, obs_dim)`` of the current state (no noise)."""
+        return self._obs_from_state(self._s).to(self.dtype).contiguous()
+
+    # --- reset / step --------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Reset all envs (or those in ``options["reset_mask"]``); ``seed`` makes everything deterministic."""
+        if seed is not None:
+            self._gen.manual_seed(int(seed))
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        if options:
+            self._set_reset_bounds(*self._parse_reset_options(options))
+        # A fresh key for the autoreset hash RNG, drawn from the seeded generator.
+        self._key.fill_(int(torch.randint(0, 2**31, (1,), generator=self._gen, device=self.device).item()))
+        u = torch.rand(
+            self.state_dim, self.num_envs, generator=self._gen, device=self.device, dtype=self.dtype
+        )
+        init = self._initial_state(u)
+        if mask is None:
+            self._s.copy_(init)
+            self._steps.zero_()
+            self._prev_done.zero_()
+            self._ep_ret.zero_()
+            self._ep_len.zero_()
+        else:
+            m = torch.as_tensor(mask, device=self.device, dtype=torch.bool)
+            self._s.copy_(torch.where(m, init, self._s))
+            for buf in (self._steps, self._ep_ret, self._ep_len):
+                buf.masked_fill_(m, 0)
+            self._prev_done.masked_fill_(m, False)
+        self._needs_reset = False
+        return self._noisy_obs(self.get_obs()), {}
+
+    def _noisy_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self._obs_noise_on:
+            return obs
+        eps = torch.randn(obs.shape, generator=self._gen, device=self.device, dtype=self.dtype)
+        return obs + eps * self.noise["obs_noise_std"].unsqueeze(-1)
+
+    def _check_actions(self, actions: Any) -> torch.Tensor:
+        a = actions
+        if not isinstance(a, torch.Tensor):
+            a = torch.as_tensor(np.asarray(a))
+        n = self.num_envs
+        if self._discrete:
+            if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:
+                raise TypeError(
+                    f"{type(self).__name__}: discrete actions must be integers, got dtype {a.dtype}"
+                )
+            if a.shape != (n,):
+                raise ValueError(
+                    f"{type(self).__name__}: actions must have shape ({n},), got {tuple(a.shape)}"
+                )
+            a = a.to(device=self.device, dtype=torch.int64)
+            if self.validate_actions:
+                k = int(self.single_action_space.n)
+                if bool(((a < 0) | (a >= k)).any()):
+                    raise ValueError(
+                        f"{type(self).__name__}: actions must be in [0, {k}), got {a.tolist()[:16]}"
+                    )
+        else:
+            if a.dtype.is_complex or a.dtype == torch.bool:
+                raise TypeError(
+                    f"{type(self).__name__}: continuous actions must be real numbers, got {a.dtype}"
+                )
+            if a.shape != (n, self._act_dim):
+                raise ValueError(
+                    f"{type(self).__name__}: actions must have shape ({n}, {self._act_dim}), got {tuple(a.shape)}"
+                )
+            a = a.to(device=self.device, dtype=self.dtype)
+            if self.validate_actions and bool(torch.isnan(a).any()):
+                raise ValueError(f"{type(self).__name__}: NaN in actions")
+        return a
+
+    def step(
+        self, actions: torch.Tensor | np.ndarray | Sequence[Any]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """Step all envs; see the class docstring for the returned tensors and info conventions."""
+        if self._needs_reset:
+            raise RuntimeError("call reset() before step()")
+        a = self._check_actions(actions)
+        act_noise = None
+        if self._act_noise_on:
+            act_noise = (
+                torch.randn(self.num_envs, generator=self._gen, device=self.device, dtype=self.dtype)
+                * self.noise["action_noise_std"]
+            )
+        try:
+            out = self._core_fn(a, act_noise)
+        except Exception as err:  # pragma: no cover - only when torch.compile is unavailable
+            if not self._compiled:
+                raise
+            warnings.warn(
+                f"torch.compile failed ({err!r}); falling back to eager", RuntimeWarning, stacklevel=2
+            )
+            self._core_fn, self._compiled = self._core, False
+            out = self._core_fn(a, act_noise)
+        obs, reward, term, trunc, done, ep_r, ep_l, final_obs = out
+        info: dict[str, Any] = {"episode": {"r": ep_r, "l": ep_l}, "_episode": done}
+        if final_obs is not None:
+            info["final_obs"] = self._noisy_obs(final_obs)
+            info["_final_obs"] = done
+            info["final_info"] = {}
+            info["_final_info"] = done
+        return self._noisy_obs(obs), reward, term, trunc, info
+
+    def _core(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
+        """The whole batched step as one pure tensor program (mutates the env buffers in place)."""
+        s = self._s
+        next_s, reward, term = self._dynamics(s, action, act_noise)
+        if self.float32_state:
+            next_s = next_s.to(torch.float32).to(s.dtype)
+        u = _hash_uniform(self._key, self._counter, self._idx, s.dtype)
+        init = self._initial_state(u)
+        zero, izero = 0.0, 0
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            prev = self._prev_done
+            next_s = torch.where(prev, init, next_s)
+            term = term & ~prev
+            reward = torch.where(prev, zero, reward)
+            steps = torch.where(prev, izero, self._steps + 1)
+            trunc = steps >= self.max_episode_steps
+            ep_ret = torch.where(prev, zero, self._ep_ret + reward)
+            ep_len = torch.where(prev, izero, self._ep_len + 1)
+            done = term | trunc
+            obs = self._obs_from_state(next_s).to(s.dtype)
+            final_obs = None
+            self._ep_ret.copy_(ep_ret)
+            self._ep_len.copy_(ep_len)
+        else:
+            steps = self._steps + 1
+            trunc = steps >= self.max_episode_steps
+            done = term | trunc
+            ep_ret = self._ep_ret + reward
+            ep_len = self._ep_len + 1
+            final_obs = self._obs_from_state(next_s).to(s.dtype)
+            next_s = torch.where(done, init, next_s)
+            steps = torch.where(done, izero, steps)
+            self._ep_ret.copy_(torch.where(done, zero, ep_ret))
+            self._ep_len.copy_(torch.where(done, izero, ep_len))
+            obs = self._obs_from_state(next_s).to(s.dtype)
+        self._s.copy_(next_s)
+        self._steps.copy_(steps)
+        self._prev_done.copy_(done)
+        self._counter.add_(1)
+        ep_r = torch.where(done, ep_ret, zero)
+        ep_l = torch.where(done, ep_len, izero)
+        return obs.contiguous(), reward, term, trunc, done, ep_r, ep_l, final_obs
+
+    # --- misc ------------------------------------------------------------------------------------------
+    def close_extras(self, **kwargs: Any) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.env_id}, num_envs={self.num_envs}, device={self.device})"
+
+
+def angle_normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.remainder(x + math.pi, 2 * math.pi) - math.pi
