@@ -1,0 +1,102 @@
+"""evaluate(): exact episode counts, agreement with a plain gymnasium loop, all policy kinds."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from riskrl import evaluate
+from riskrl.envs import make_vec
+
+
+def lean_policy(obs: torch.Tensor) -> torch.Tensor:
+    """Push the cart toward the side the pole leans to (a decent but imperfect CartPole policy)."""
+    return (obs[..., 2] > 0).long()
+
+
+def _gymnasium_returns(n: int, seed: int) -> np.ndarray:
+    env = gym.make("CartPole-v1")
+    out = []
+    for i in range(n):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            obs, r, term, trunc, _ = env.step(int(obs[2] > 0))
+            total += r
+            done = term or trunc
+        out.append(total)
+    return np.array(out)
+
+
+def test_matches_plain_gymnasium_loop_within_sampling_error() -> None:
+    n = 400
+    ours = evaluate(lean_policy, "CartPole-v1", n_episodes=n, seed=0)
+    ref = _gymnasium_returns(n, seed=1)
+    assert ours.n_episodes == n and ours.returns.shape == (n,) and ours.lengths.shape == (n,)
+    np.testing.assert_array_equal(ours.returns, ours.lengths)  # CartPole: +1 per step
+    se = math.sqrt(ours.returns.var() / n + ref.var() / n)
+    assert abs(ours.mean - ref.mean()) < 4 * se, (ours.mean, ref.mean(), se)
+    assert 20 < ours.mean < 100  # the heuristic is clearly better than random (~22) but not perfect
+
+
+@pytest.mark.parametrize("num_envs", [1, 7, 64])
+def test_exactly_n_episodes_each_once_and_deterministic(num_envs: int) -> None:
+    env = make_vec("CartPole-v1", num_envs=num_envs)
+    a = evaluate(lean_policy, env, n_episodes=50, seed=3)
+    b = evaluate(lean_policy, make_vec("CartPole-v1", num_envs=num_envs), n_episodes=50, seed=3)
+    assert a.n_episodes == 50
+    np.testing.assert_array_equal(a.returns, b.returns)
+    assert np.all(a.lengths >= 8)  # a CartPole episode cannot end sooner; no half episodes counted
+
+
+def test_same_step_autoreset_env_gives_the_same_episodes() -> None:
+    from gymnasium.vector import AutoresetMode
+
+    nxt = evaluate(lean_policy, make_vec("CartPole-v1", num_envs=8), n_episodes=40, seed=5)
+    same = evaluate(
+        lean_policy,
+        make_vec("CartPole-v1", num_envs=8, autoreset_mode=AutoresetMode.SAME_STEP),
+        n_episodes=40,
+        seed=5,
+    )
+    # Slot i's quota of episodes is stored contiguously; every slot's first episode starts from the
+    # same seeded reset in both modes (later resets draw from the generator at different times).
+    first = np.arange(8) * 5
+    np.testing.assert_array_equal(nxt.returns[first], same.returns[first])
+
+
+def test_perturbation_changes_results_and_failure_threshold_default() -> None:
+    nominal = evaluate(lean_policy, "CartPole-v1", n_episodes=200, seed=0)
+    weak = evaluate(lean_policy, "CartPole-v1", n_episodes=200, seed=0, perturb={"force_mag": 2.0})
+    assert weak.mean != nominal.mean
+    assert nominal.failure_threshold == 475.0  # CartPole-v1's reward_threshold
+    assert nominal.failure_rate == pytest.approx(np.mean(nominal.returns < 475.0))
+    assert math.isnan(nominal.mean_epistemic_std)
+
+
+def test_gymnasium_fallback_env_and_sb3_model() -> None:
+    from stable_baselines3 import PPO
+
+    gen = torch.Generator().manual_seed(0)
+    lake = evaluate(lambda obs: torch.randint(0, 4, (obs.shape[0],), generator=gen), "FrozenLake-v1", n_episodes=30)
+    assert lake.n_episodes == 30 and set(np.unique(lake.returns)) <= {0.0, 1.0}
+    model = PPO("MlpPolicy", "CartPole-v1", seed=0, device="cpu", n_steps=64, batch_size=64)
+    out = evaluate(model, "CartPole-v1", n_episodes=10, seed=0)
+    assert out.n_episodes == 10 and np.all(out.returns >= 8)
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, True, 10**9])
+def test_bad_n_episodes(bad: object) -> None:
+    with pytest.raises(ValueError, match="n_episodes"):
+        evaluate(lean_policy, "CartPole-v1", n_episodes=bad)  # type: ignore[arg-type]
+
+
+def test_bad_policy_and_alpha() -> None:
+    with pytest.raises(ValueError, match="policy"):
+        evaluate(42, "CartPole-v1", n_episodes=2)
+    with pytest.raises(ValueError, match="alpha"):
+        evaluate(lean_policy, "CartPole-v1", n_episodes=2, alpha=0.0)
