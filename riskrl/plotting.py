@@ -1,4 +1,4 @@
-"""Plots: uncertainty bands of a 1-D regressor (more plots, e.g. sweep and learning curves, may follow)."""
+"""Plots: uncertainty bands, risk_tolerance sweeps, learning and robustness curves (matplotlib, Agg-safe)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_uncertainty"]
+__all__ = [
+    "plot_learning_curves",
+    "plot_robustness",
+    "plot_sweep",
+    "plot_training_curve",
+    "plot_uncertainty",
+]
 
 
 def plot_uncertainty(
@@ -74,3 +80,134 @@ def plot_uncertainty(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     return fig
+
+
+def _figure(ax: Axes | None, figsize: tuple[float, float] = (7.0, 4.5)) -> tuple[Figure, Axes]:
+    import matplotlib
+
+    if ax is not None:
+        return ax.figure, ax  # type: ignore[return-value]
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, new_ax = plt.subplots(figsize=figsize)
+    return fig, new_ax
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Path | Figure:
+    if path is None:
+        return fig
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_sweep(
+    result: dict[str, Any], path: str | Path | None = None, metrics: tuple[str, ...] = ("mean", "cvar")
+):
+    """Mean return and CVaR (± standard error over seeds) against risk_tolerance, one line per
+    perturbation. ``result`` is ``SweepResult.to_dict()`` (or a loaded ``sweep.json``).
+    Returns the saved path when ``path`` is given, otherwise the figure."""
+    import matplotlib.pyplot as plt
+
+    rows = result["aggregate"]
+    perts = list(dict.fromkeys(r["perturbation"] for r in rows))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 4.0), squeeze=False)
+    labels = {
+        "mean": "mean return",
+        "cvar": "CVaR (worst 10%)",
+        "failure_rate": "failure rate",
+        "worst": "worst return",
+    }
+    for ax, metric in zip(axes[0], metrics):
+        for pert in perts:
+            sel = sorted((r for r in rows if r["perturbation"] == pert), key=lambda r: r["risk_tolerance"])
+            k = [r["risk_tolerance"] for r in sel]
+            v = [r[metric] for r in sel]
+            se = [r.get(f"{metric}_se", 0.0) for r in sel]
+            ax.errorbar(k, v, yerr=se, marker="o", capsize=3, label=pert)
+        ax.axvline(0.0, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("risk_tolerance  (> 0 averse, < 0 optimistic)")
+        ax.set_ylabel(labels.get(metric, metric))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(title="dynamics")
+    cfg = result.get("config", {})
+    fig.suptitle(f"{cfg.get('agent', '')} on {cfg.get('env_id', '')}: return vs risk_tolerance")
+    return _finish(fig, path)
+
+
+def plot_learning_curves(result: dict[str, Any], path: str | Path | None = None, ax: Axes | None = None):
+    """Evaluation return against environment steps for each algorithm (mean ± se over seeds).
+    ``result`` is ``BenchResult.to_dict()`` (or a loaded bench JSON)."""
+    import numpy as np
+
+    fig, ax = _figure(ax)
+    algos = list(dict.fromkeys(r["algo"] for r in result["runs"]))
+    for algo in algos:
+        curves = [r["curve"] for r in result["runs"] if r["algo"] == algo and r["curve"]]
+        if not curves:
+            continue
+        n = min(len(c) for c in curves)
+        steps = np.array([p["timestep"] for p in curves[0][:n]])
+        vals = np.array([[p["mean"] for p in c[:n]] for c in curves])
+        mean = vals.mean(axis=0)
+        se = vals.std(axis=0, ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else np.zeros_like(mean)
+        ax.plot(steps, mean, label=f"{algo} ({len(vals)} seeds)")
+        ax.fill_between(steps, mean - se, mean + se, alpha=0.2)
+    cfg = result.get("config", {})
+    ax.set_title(f"Learning curves on {cfg.get('env_id', '')}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("evaluation return")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_training_curve(
+    episodes_csv: str | Path, path: str | Path | None = None, ax: Axes | None = None, title: str | None = None
+):
+    """Training-episode returns (and a moving average) from a run's ``episodes.csv``."""
+    import numpy as np
+
+    data = np.genfromtxt(episodes_csv, delimiter=",", names=True, ndmin=1)
+    fig, ax = _figure(ax)
+    if data.size:
+        steps, returns = np.atleast_1d(data["timestep"]), np.atleast_1d(data["return"])
+        ax.plot(steps, returns, ".", alpha=0.35, label="episode return")
+        w = max(1, min(20, returns.size // 5))
+        if returns.size >= w:
+            smooth = np.convolve(returns, np.ones(w) / w, mode="valid")
+            ax.plot(steps[w - 1 :], smooth, lw=2, label=f"moving average ({w})")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("training episode return")
+    ax.set_title(title or "Training curve")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
+
+
+def plot_robustness(
+    curves: dict[str, list[tuple[float, Any]]],
+    param: str,
+    path: str | Path | None = None,
+    ax: Axes | None = None,
+    metric: str = "mean",
+):
+    """Return against a physical parameter, one line per label (e.g. per risk_tolerance).
+    ``curves`` maps a label to :func:`riskrl.robustness_curve` output."""
+    fig, ax = _figure(ax)
+    for label, points in curves.items():
+        xs = [x for x, _ in points]
+        ys = [getattr(res, metric) for _, res in points]
+        ax.plot(xs, ys, marker="o", label=str(label))
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"{metric} return")
+    ax.set_title(f"Robustness to {param}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(fig, path)
