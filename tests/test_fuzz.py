@@ -1,0 +1,131 @@
+"""Property-based fuzzing of the public functions that take user input."""
+
+from __future__ import annotations
+
+import io
+import math
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from riskrl.checkpoint import CheckpointError, load_checkpoint, pack_state, save_checkpoint, unpack_state
+from riskrl.risk import cvar, lcb
+from riskrl.sweep import Perturbation
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
+
+
+@FAST
+@given(st.lists(floats, min_size=1, max_size=50), st.floats(min_value=1e-3, max_value=1.0))
+def test_cvar_is_between_min_and_mean_and_monotone(xs: list[float], alpha: float) -> None:
+    x = torch.tensor(xs, dtype=torch.float64)
+    c = cvar(x, alpha).item()
+    assert x.min().item() - 1e-6 <= c <= x.mean().item() + 1e-6 * (1 + abs(x.mean().item()))
+    assert cvar(x, min(1.0, alpha * 1.5)).item() >= c - 1e-6 * (1 + abs(c))
+
+
+@FAST
+@given(
+    st.lists(st.tuples(floats, st.floats(min_value=0, max_value=1e3)), min_size=1, max_size=20),
+    st.one_of(floats, st.just(float("nan")), st.just(float("inf")), st.text(max_size=3)),
+)
+def test_lcb_either_computes_or_names_the_problem(pairs: list[tuple[float, float]], k: object) -> None:
+    mean = torch.tensor([p[0] for p in pairs], dtype=torch.float64)
+    std = torch.tensor([p[1] for p in pairs], dtype=torch.float64)
+    try:
+        out = lcb(mean, std, k)  # type: ignore[arg-type]
+    except ValueError as err:
+        assert "risk_tolerance" in str(err)
+        return
+    assert isinstance(k, float) and math.isfinite(k)
+    torch.testing.assert_close(out, mean - k * std)
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40), floats, st.text(max_size=8))
+tensors = st.builds(
+    lambda shape, dtype: (torch.arange(int(np.prod(shape))) % 3).to(dtype).reshape(shape),
+    st.lists(st.integers(0, 3), min_size=0, max_size=3),
+    st.sampled_from([torch.float32, torch.float64, torch.int64, torch.uint8, torch.bool]),
+)
+nested = st.recursive(
+    st.one_of(json_leaf, tensors),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(
+            st.text(min_size=1, max_size=6).filter(lambda s: not s.startswith("__")), children, max_size=4
+        ),
+        st.dictionaries(st.integers(0, 100), children, max_size=3),
+        st.tuples(children, children),
+    ),
+    max_leaves=12,
+)
+
+
+def _equal(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@FAST
+@given(nested)
+def test_pack_unpack_round_trip(state: object) -> None:
+    skeleton, tensors = pack_state(state)
+    assert _equal(unpack_state(skeleton, tensors), state)
+
+
+@FAST
+@given(st.binary(max_size=2048))
+def test_loading_random_bytes_only_raises_checkpoint_error(tmp_path_factory, data: bytes) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "f"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+@FAST
+@given(st.data())
+def test_mutated_checkpoints_never_load_silently_wrong(tmp_path_factory, data: st.DataObject) -> None:
+    """Flipping bytes anywhere in a checkpoint gives a CheckpointError or the original state."""
+    tmp = tmp_path_factory.mktemp("mut")
+    state = {"w": torch.arange(64, dtype=torch.float32), "n": 3}
+    good = save_checkpoint(tmp / "g", state, kind="K").read_bytes()
+    pos = data.draw(st.integers(0, len(good) - 1))
+    flipped = bytearray(good)
+    flipped[pos] ^= data.draw(st.integers(1, 255))
+    (tmp / "m").write_bytes(bytes(flipped))
+    try:
+        loaded, _ = load_checkpoint(tmp / "m", kind="K")
+    except CheckpointError:
+        return
+    # Some bytes (zip timestamps, JSON whitespace) do not matter; then the state must be intact.
+    assert torch.equal(loaded["w"], state["w"]) and loaded["n"] == 3
+
+
+@FAST
+@given(st.text(max_size=40))
+def test_perturbation_parse_is_total(text: str) -> None:
+    try:
+        p = Perturbation.parse(text)
+    except ValueError:
+        return
+    assert p.name and all(isinstance(v, float) for v in p.params.values())
+
+
+def test_zip_bomb_like_member_sizes_are_refused(tmp_path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", b"{" + b" " * (70 * 2**20) + b"}")
+        zf.writestr("tensors.safetensors", b"")
+    (tmp_path / "bomb").write_bytes(buf.getvalue())
+    with pytest.raises(CheckpointError, match="implausibly large"):
+        load_checkpoint(tmp_path / "bomb")
