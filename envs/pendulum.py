@@ -48,10 +48,12 @@ class PendulumVecEnv(TorchVectorEnv):
         u = action[:, 0]
         if act_noise is not None:
             u = u + act_noise
-        u = u.clamp(-self.max_torque, self.max_torque)
-        costs = angle_normalize(th).square() + 0.1 * thdot.square() + 0.001 * u.square()
+        # The reference clips a float32 action and (NumPy 2 promotion) evaluates the torque terms in float32.
+        u = u.clamp(-self.max_torque, self.max_torque).to(torch.float32)
+        costs = angle_normalize(th).square() + 0.1 * thdot.square() + (0.001 * u.square()).to(th.dtype)
         g, m, ln, dt, ms = p["g"], p["m"], p["l"], p["dt"], p["max_speed"]
-        newthdot = thdot + (3 * g / (2 * ln) * torch.sin(th) + 3.0 / (m * ln**2) * u) * dt
+        torque_acc = ((3.0 / (m * ln**2)).to(torch.float32) * u).to(th.dtype)
+        newthdot = thdot + (3 * g / (2 * ln) * torch.sin(th) + torque_acc) * dt
         newthdot = torch.minimum(torch.maximum(newthdot, -ms), ms)
         newth = th + newthdot * dt
         term = torch.zeros_like(th, dtype=torch.bool)
