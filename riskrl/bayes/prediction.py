@@ -38,8 +38,7 @@ class Prediction:
     @classmethod
     def from_particles(cls, means: Tensor, aleatoric_std: Tensor) -> Prediction:
         """Moment-match a mixture of ``n`` Gaussians given ``(n, B, out)`` means and stds."""
-        mean = means.mean(0)
-        epi = means.std(0, correction=0) if means.shape[0] > 1 else torch.zeros_like(mean)
+        epi, mean = torch.std_mean(means, 0, correction=0)
         alea = aleatoric_std.square().mean(0).sqrt()
         total = (epi.square() + alea.square()).sqrt()
         return cls(mean, epi, alea, total)
