@@ -199,7 +199,7 @@ def test_initial_state_distribution(cls, low, high):
     env2.reset(seed=0)
     a = torch.zeros(4096, dtype=torch.int64) if env2._discrete else torch.zeros(4096, 1)
     env2.step(a)
-    obs, rew, *_ = env2.step(a)  # NEXT_STEP: this step resets every env
+    _, rew, *_ = env2.step(a)  # NEXT_STEP: this step resets every env
     s2 = env2.state.numpy()
     assert (s2 >= low).all() and (s2 <= high).all()
     np.testing.assert_allclose(s2.std(0)[wide], ((high - low) / math.sqrt(12))[wide], rtol=0.05)
