@@ -329,6 +329,7 @@ def test_gymnasium_adapter_matches_gymnasium():
         obs, rew, term, trunc, info = ad.step(torch.as_tensor(a))
         ref_obs, ref_rew, *_ = ref.step(a)
         np.testing.assert_array_equal(obs.numpy(), ref_obs)
+        np.testing.assert_array_equal(rew.numpy(), ref_rew)
         total = np.where(live, total + rew.numpy(), 0.0)
         done = (term | trunc).numpy()
         if done.any():
