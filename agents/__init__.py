@@ -7,11 +7,14 @@ Every agent acts on ``mean - risk_tolerance * std`` of its Bayesian estimates; s
 from .base import Agent
 from .buffers import ReplayBuffer
 from .callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
+from .dqn import BayesDQN, BayesDQNConfig
 from .registry import agent_class, load_agent
 
 __all__ = [
     "Agent",
     "BaseCallback",
+    "BayesDQN",
+    "BayesDQNConfig",
     "CallbackList",
     "CheckpointCallback",
     "EvalCallback",

@@ -1,0 +1,401 @@
+"""``BayesDQN``: a DQN whose Q-network is a Bayesian MLP, acting on ``mean - risk_tolerance * std``.
+
+The default posterior is a deep ensemble with randomized prior functions (Osband et al. 2018,
+"Randomized Prior Functions for Deep RL"): ``K`` Q-networks, each the sum of a trainable MLP and a
+fixed random prior MLP, trained on the same replay data against *their own* target networks. All
+members are evaluated by one batched ``particles`` call, so the per-action mean and epistemic std of
+Q are one ``(K, B, n_actions)`` tensor away.
+
+* Acting (``predict``): ``argmax_a mean_a - risk_tolerance * std_a`` over posterior particles.
+* Exploring (``learn``): Thompson sampling (Bootstrapped DQN: each env follows one particle for a
+  whole episode, or a fresh one each step) or optimism (``exploration="ucb"``: act on
+  ``mean - train_risk_tolerance * std`` with a negative ``train_risk_tolerance``), plus an optional
+  epsilon schedule on top.
+* Learning: uniform replay on the agent's device, Double-DQN targets computed per particle (each
+  member's online net picks the next action, its target net scores it), Huber loss, target nets
+  updated by Polyak averaging (``tau=1`` with an interval gives hard updates).
+
+``family="bbb"`` and ``"mc_dropout"`` work through the same particles interface (a frozen draw of
+``n_particles`` weight samples or dropout masks); see ``experiments/results/bench_agents.md``.
+
+All randomness after construction flows from ``self.rng``; a checkpoint holds the replay buffer,
+optimiser, target network and exploration state, so a resumed CPU run is bit-identical.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from riskrl.bayes import BayesMLP
+from riskrl.risk import lcb, validate_risk_tolerance
+
+from .base import Agent, finite_float
+from .buffers import ReplayBuffer
+
+__all__ = ["BayesDQN", "BayesDQNConfig"]
+
+_FAMILIES = ("ensemble", "bbb", "mc_dropout")
+_EXPLORATION = ("thompson", "ucb")
+_RESAMPLE = ("episode", "step")
+_LOSSES = ("huber", "mse")
+# Offsets that derive fixed, independent seeds for deterministic posterior draws from ``seed``.
+_EVAL_SEED_OFFSET = 0x5EED_0001
+
+
+@dataclasses.dataclass
+class BayesDQNConfig:
+    """Hyperparameters of :class:`BayesDQN` (defaults tuned on CartPole-v1, 25k env steps).
+
+    Network: ``hidden`` widths, ``family`` of the Bayesian Q-network, ``n_members`` ensemble size,
+    ``prior_scale`` randomized-prior scale (ensemble), ``n_particles`` posterior draws per batch for
+    ``bbb``/``mc_dropout`` (an ensemble always uses its ``n_members``), ``kl_weight`` scales the
+    bbb/mc_dropout KL term (divided by the replay size), ``dropout`` for ``mc_dropout``.
+
+    Learning: ``learning_rate`` (Adam), ``buffer_size``, ``learning_starts`` env steps of uniform
+    random actions before training, ``batch_size``, ``gamma``, ``train_freq`` (vectorised env steps
+    between training rounds), ``gradient_steps`` per round, ``tau`` and ``target_update_interval``
+    (gradient steps) for the target nets, ``double_q``, ``loss`` (``"huber"`` or ``"mse"``),
+    ``max_grad_norm`` (``0`` disables clipping), ``bootstrap_p`` (each member sees each sampled
+    transition with this probability; ``1`` = shared batches).
+
+    Exploration: ``exploration`` ``"thompson"`` or ``"ucb"``; ``thompson_resample`` ``"episode"`` or
+    ``"step"``; ``train_risk_tolerance`` (the risk knob used while exploring with ``"ucb"``,
+    negative = optimistic); epsilon-greedy on top, decaying linearly from ``epsilon_start`` to
+    ``epsilon_end`` over ``epsilon_decay_steps`` env steps after ``learning_starts``.
+    """
+
+    num_envs: int = 1
+    hidden: tuple[int, ...] = (64, 64)
+    family: str = "ensemble"
+    n_members: int = 10
+    prior_scale: float = 3.0
+    n_particles: int = 10
+    kl_weight: float = 1.0
+    dropout: float = 0.1
+    activation: str = "relu"
+    learning_rate: float = 1e-3
+    buffer_size: int = 100_000
+    learning_starts: int = 1_000
+    batch_size: int = 128
+    gamma: float = 0.99
+    train_freq: int = 1
+    gradient_steps: int = 1
+    tau: float = 0.005
+    target_update_interval: int = 1
+    double_q: bool = True
+    loss: str = "huber"
+    max_grad_norm: float = 10.0
+    bootstrap_p: float = 1.0
+    exploration: str = "thompson"
+    thompson_resample: str = "episode"
+    train_risk_tolerance: float = -1.0
+    epsilon_start: float = 0.0
+    epsilon_end: float = 0.0
+    epsilon_decay_steps: int = 10_000
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {self.hidden}")
+        for name, allowed in (
+            ("family", _FAMILIES),
+            ("exploration", _EXPLORATION),
+            ("thompson_resample", _RESAMPLE),
+            ("loss", _LOSSES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        for name in (
+            "num_envs",
+            "n_members",
+            "n_particles",
+            "buffer_size",
+            "batch_size",
+            "train_freq",
+            "target_update_interval",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            setattr(self, name, int(value))
+        for name in ("learning_starts", "gradient_steps", "epsilon_decay_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+            setattr(self, name, int(value))
+        for name in ("prior_scale", "kl_weight", "learning_rate", "max_grad_norm"):
+            setattr(self, name, finite_float(name, getattr(self, name)))
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.kl_weight < 0 or self.max_grad_norm < 0:
+            raise ValueError("kl_weight and max_grad_norm must be >= 0")
+        for name, lo_open in (("gamma", False), ("tau", True), ("bootstrap_p", True)):
+            value = finite_float(name, getattr(self, name))
+            if not (0.0 < value <= 1.0 if lo_open else 0.0 <= value <= 1.0):
+                raise ValueError(f"{name} must be in {'(0, 1]' if lo_open else '[0, 1]'}, got {value}")
+            setattr(self, name, value)
+        for name in ("epsilon_start", "epsilon_end", "dropout"):
+            value = finite_float(name, getattr(self, name))
+            if not 0.0 <= value <= 1.0 or (name == "dropout" and value >= 1.0):
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+            setattr(self, name, value)
+        self.train_risk_tolerance = validate_risk_tolerance(self.train_risk_tolerance)
+
+
+class BayesDQN(Agent):
+    """Deep Q-learning with a Bayesian Q-network; acts on ``mean - risk_tolerance * std`` of Q.
+
+    Example::
+
+        agent = BayesDQN("CartPole-v1", seed=0).learn(25_000)
+        action, _ = agent.predict(obs)                       # risk-neutral greedy action
+        agent.risk_tolerance = 1.0                           # now prefers well-known actions
+        action, mean, std = agent.predict_with_uncertainty(obs)   # mean/std: (B, n_actions)
+
+    Args:
+        env: a gymnasium id or a riskrl batched env with a ``Discrete`` action space.
+        risk_tolerance: deployment risk knob (``> 0`` averse, ``0`` neutral, ``< 0`` optimistic).
+        seed, device: see :class:`riskrl.agents.Agent`.
+        **hyperparams: fields of :class:`BayesDQNConfig`.
+    """
+
+    config_class: ClassVar[type] = BayesDQNConfig
+    action_space_kinds: ClassVar[tuple[type[gym.Space], ...]] = (gym.spaces.Discrete,)
+    config: BayesDQNConfig
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.n_actions = int(self.action_space.n)
+        self.action_start = int(self.action_space.start)
+        self.q_net = BayesMLP(
+            self.obs_dim,
+            self.n_actions,
+            hidden=cfg.hidden,
+            family=cfg.family,
+            activation=cfg.activation,
+            learn_noise=False,
+            n_members=cfg.n_members,
+            prior_scale=cfg.prior_scale if cfg.family == "ensemble" else 0.0,
+            dropout=cfg.dropout,
+        ).to(self.device)
+        self.target_net = copy.deepcopy(self.q_net)
+        self.target_net.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, device=self.device)
+        n_env = int(self.env.num_envs)
+        self._n_particles = cfg.n_members if cfg.family == "ensemble" else cfg.n_particles
+        # Exploration state: one particle index per env, resampled at its episode ends.
+        self._thompson_idx = torch.randint(
+            0, self._n_particles, (n_env,), device=self.device, generator=self.rng
+        )
+        # Seed of the frozen posterior draw explored with (bbb / mc_dropout; redrawn at episode ends).
+        self._pool_seed = int(torch.randint(0, 2**62, (1,), generator=self.rng).item())
+        # NEXT_STEP autoreset: the step after a done returns a reset obs and is not a transition.
+        self._skip = torch.zeros(n_env, dtype=torch.bool, device=self.device)
+        mode = getattr(self.env, "metadata", {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        mode = gym.vector.AutoresetMode(mode) if isinstance(mode, str) else mode
+        if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
+            raise ValueError(f"BayesDQN needs an env with NEXT_STEP or SAME_STEP autoreset, got {mode}")
+        self._same_step = mode == gym.vector.AutoresetMode.SAME_STEP
+        self._n_calls = 0
+        self._n_updates = 0
+
+    # ------------------------------------------------------------------ posterior helpers
+
+    def _draw_generator(self, seed: int) -> torch.Generator:
+        return torch.Generator(device=self.device).manual_seed(int(seed) % (2**63))
+
+    def _q_particles(self, obs: Tensor, seed: int | None = None) -> Tensor:
+        """Per-particle Q values ``(n, B, n_actions)`` from one batched call (no grad).
+
+        ``seed`` fixes the posterior draw for sampled families; the default gives the same draw on
+        every call (``predict`` is deterministic and never touches ``self.rng``).
+        """
+        seed = self.seed + _EVAL_SEED_OFFSET if seed is None else seed
+        q = self.q_net.particles(self._n_particles, generator=self._draw_generator(seed))(obs)
+        return q
+
+    def _scores(self, obs: Tensor, risk_tolerance: float) -> tuple[Tensor, Tensor, Tensor]:
+        q = self._q_particles(obs)
+        mean = q.mean(0)
+        std = q.std(0, correction=0) if q.shape[0] > 1 else torch.zeros_like(mean)
+        return lcb(mean, std, risk_tolerance), mean, std
+
+    # ------------------------------------------------------------------ acting
+
+    def _act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        if deterministic:
+            score, _, _ = self._scores(obs, self.risk_tolerance)
+            return score.argmax(-1) + self.action_start
+        # A posterior sample per observation (Thompson sampling).
+        q = self._q_particles(obs, seed=int(torch.randint(0, 2**62, (1,), generator=self.rng).item()))
+        idx = torch.randint(0, q.shape[0], (obs.shape[0],), device=self.device, generator=self.rng)
+        return q[idx, torch.arange(obs.shape[0], device=self.device)].argmax(-1) + self.action_start
+
+    def _uncertainty(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        score, mean, std = self._scores(obs, self.risk_tolerance)
+        return score.argmax(-1) + self.action_start, mean, std
+
+    def epsilon(self, timesteps: int | None = None) -> float:
+        """The exploration epsilon at ``timesteps`` (default: now)."""
+        cfg = self.config
+        t = self.num_timesteps if timesteps is None else timesteps
+        if cfg.epsilon_decay_steps == 0:
+            return cfg.epsilon_end
+        frac = min(max(t - cfg.learning_starts, 0) / cfg.epsilon_decay_steps, 1.0)
+        return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+    def _explore_actions(self, obs: Tensor) -> Tensor:
+        cfg = self.config
+        n_env = obs.shape[0]
+        if self.num_timesteps < cfg.learning_starts:
+            return torch.randint(0, self.n_actions, (n_env,), device=self.device, generator=self.rng)
+        if cfg.exploration == "ucb":
+            score, _, _ = self._scores(obs, cfg.train_risk_tolerance)
+            actions = score.argmax(-1)
+        else:
+            if cfg.thompson_resample == "step":
+                self._resample(torch.ones(n_env, dtype=torch.bool, device=self.device))
+            q = self._q_particles(obs, seed=self._pool_seed)
+            actions = q[self._thompson_idx, torch.arange(n_env, device=self.device)].argmax(-1)
+        eps = self.epsilon()
+        if eps > 0.0:
+            explore = torch.rand(n_env, device=self.device, generator=self.rng) < eps
+            random = torch.randint(0, self.n_actions, (n_env,), device=self.device, generator=self.rng)
+            actions = torch.where(explore, random, actions)
+        return actions
+
+    def _resample(self, mask: Tensor) -> None:
+        """New Thompson particles for the envs in ``mask`` (and a new draw for sampled families)."""
+        fresh = torch.randint(0, self._n_particles, mask.shape, device=self.device, generator=self.rng)
+        self._thompson_idx = torch.where(mask, fresh, self._thompson_idx)
+        if self.config.family != "ensemble":
+            self._pool_seed = int(torch.randint(0, 2**62, (1,), generator=self.rng).item())
+
+    # ------------------------------------------------------------------ collecting and training
+
+    def _collect_step(self, obs: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        cfg = self.config
+        with torch.no_grad():
+            actions = self._explore_actions(obs)
+        next_obs, reward, terminated, truncated, info = self.env.step(actions + self.action_start)
+        terminated = torch.as_tensor(terminated, device=self.device)
+        truncated = torch.as_tensor(truncated, device=self.device)
+        reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
+        done = terminated | truncated
+        real_next = next_obs
+        if self._same_step and "final_obs" in info:
+            final = info["final_obs"]
+            has_final = torch.as_tensor(info.get("_final_obs", done), device=self.device)
+            if isinstance(final, Tensor):
+                real_next = torch.where(has_final.unsqueeze(-1), final.to(next_obs), next_obs)
+            else:  # a numpy object array (gymnasium's own vector envs)
+                real_next = next_obs.clone()
+                for i in torch.nonzero(has_final).flatten().tolist():
+                    real_next[i] = torch.as_tensor(final[i], dtype=next_obs.dtype, device=self.device)
+        if self._same_step:
+            self.buffer.add(obs, actions, reward, real_next, terminated)
+        else:
+            keep = ~self._skip
+            if bool(keep.all()):
+                self.buffer.add(obs, actions, reward, real_next, terminated)
+            elif bool(keep.any()):
+                self.buffer.add(obs[keep], actions[keep], reward[keep], real_next[keep], terminated[keep])
+            self._skip = done.clone()
+        if bool(done.any()) and cfg.thompson_resample == "episode":
+            self._resample(done)
+        self._n_calls += 1
+        steps = self.num_timesteps + int(self.env.num_envs)
+        if steps >= cfg.learning_starts and self._n_calls % cfg.train_freq == 0 and len(self.buffer) > 0:
+            for _ in range(cfg.gradient_steps):
+                self._train_step()
+        return next_obs, info
+
+    def _train_step(self) -> None:
+        cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, generator=self.rng)
+        b = cfg.batch_size
+        n = self._n_particles
+        obs_both = torch.cat([batch["obs"], batch["next_obs"]], 0)
+        q_both = self.q_net.particles(n, generator=self.rng)(obs_both)  # (n, 2B, A)
+        q_taken = q_both[:, :b].gather(2, batch["actions"].view(1, b, 1).expand(n, b, 1)).squeeze(-1)
+        with torch.no_grad():
+            q_next_target = self.target_net.particles(n, generator=self.rng)(batch["next_obs"])
+            if cfg.double_q:
+                next_actions = q_both[:, b:].detach().argmax(-1, keepdim=True)
+            else:
+                next_actions = q_next_target.argmax(-1, keepdim=True)
+            q_next = q_next_target.gather(2, next_actions).squeeze(-1)  # (n, B)
+            target = batch["rewards"] + cfg.gamma * (1.0 - batch["terminated"]) * q_next
+        if cfg.loss == "huber":
+            per = F.smooth_l1_loss(q_taken, target, reduction="none")
+        else:
+            per = F.mse_loss(q_taken, target, reduction="none")
+        if cfg.bootstrap_p < 1.0:
+            mask = (torch.rand(per.shape, device=self.device, generator=self.rng) < cfg.bootstrap_p).to(per)
+            per = per * mask / cfg.bootstrap_p
+        if cfg.family == "ensemble":
+            loss = per.mean(1).sum()  # every member learns its own regression
+        else:
+            loss = per.mean() + cfg.kl_weight * self.q_net.kl_divergence() / max(len(self.buffer), 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self._n_updates += 1
+        if self._n_updates % cfg.target_update_interval == 0:
+            self._update_target()
+        if self._logger is not None and self._n_updates % 100 == 0:
+            self.log_scalar("train/loss", float(loss))
+
+    @torch.no_grad()
+    def _update_target(self) -> None:
+        tau = self.config.tau
+        for p_t, p in zip(self.target_net.parameters(), self.q_net.parameters()):
+            if tau == 1.0:
+                p_t.copy_(p)
+            else:
+                p_t.lerp_(p, tau)
+        for b_t, b in zip(self.target_net.buffers(), self.q_net.buffers()):
+            b_t.copy_(b)
+
+    # ------------------------------------------------------------------ persistence
+
+    def _policy_state(self) -> dict[str, Any]:
+        return {"q_net": self.q_net.state_dict()}
+
+    def _load_policy_state(self, state: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["q_net"])
+
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "thompson_idx": self._thompson_idx,
+            "pool_seed": str(self._pool_seed),
+            "skip": self._skip,
+            "n_calls": self._n_calls,
+            "n_updates": self._n_updates,
+        }
+
+    def _load_training_state(self, state: dict[str, Any]) -> None:
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.buffer.load_state_dict(state["buffer"])
+        self._thompson_idx = state["thompson_idx"].to(self.device)
+        self._pool_seed = int(state["pool_seed"])
+        self._skip = state["skip"].to(device=self.device, dtype=torch.bool)
+        self._n_calls = int(state["n_calls"])
+        self._n_updates = int(state["n_updates"])

@@ -1,0 +1,207 @@
+"""BayesDQN: the risk-adjusted action rule, learning on CartPole, save/load and input errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import riskrl
+from riskrl.agents import BayesDQN
+from riskrl.agents.dqn import BayesDQNConfig
+
+OBS_DIM = 4  # CartPole-v1
+
+
+class FixedPosterior(torch.nn.Module):
+    """Test double for the Q-network: ``n`` posterior particles with fixed Q values per action.
+
+    It implements the one method the agent uses to act, ``particles(n, generator)``, returning a
+    callable ``x (B, d) -> (n, B, n_actions)`` that ignores the observation.
+    """
+
+    def __init__(self, q: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("q", q.float())
+
+    def particles(self, n: int, generator: torch.Generator | None = None):
+        q = self.q
+
+        def p(x: torch.Tensor) -> torch.Tensor:
+            return q[:, None, :].expand(q.shape[0], x.shape[0], q.shape[1])
+
+        return p
+
+
+def _stub_agent(q: torch.Tensor, risk_tolerance: float = 0.0) -> BayesDQN:
+    agent = BayesDQN("CartPole-v1", risk_tolerance=risk_tolerance, seed=0)
+    agent.q_net = FixedPosterior(q)
+    return agent
+
+
+# Two particles: action 0 has Q in {6, 14} (mean 10, std 4), action 1 has Q in {7, 9} (mean 8, std 1).
+TWO_ACTIONS = torch.tensor([[6.0, 7.0], [14.0, 9.0]])
+BREAK_EVEN = (10.0 - 8.0) / (4.0 - 1.0)
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.0, 0.5, 2.0])
+def test_predict_is_argmax_of_lower_confidence_bound(k: float) -> None:
+    agent = _stub_agent(TWO_ACTIONS, risk_tolerance=k)
+    obs = np.zeros((3, OBS_DIM), dtype=np.float32)
+    action, state = agent.predict(obs)
+    assert state is None
+    expected = 0 if 10.0 - k * 4.0 > 8.0 - k * 1.0 else 1
+    assert action.tolist() == [expected] * 3
+    act, mean, std = agent.predict_with_uncertainty(obs)
+    np.testing.assert_allclose(mean, [[10.0, 8.0]] * 3)
+    np.testing.assert_allclose(std, [[4.0, 1.0]] * 3)
+    assert act.tolist() == action.tolist()
+
+
+def test_choice_flips_at_break_even_risk_tolerance() -> None:
+    agent = _stub_agent(TWO_ACTIONS)
+    obs = torch.zeros(OBS_DIM)
+    agent.risk_tolerance = BREAK_EVEN - 1e-3
+    assert int(agent.predict(obs)[0]) == 0  # the higher-mean, riskier action
+    agent.risk_tolerance = BREAK_EVEN + 1e-3
+    assert int(agent.predict(obs)[0]) == 1  # the safer action
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.0, 0.5, 2.0])
+def test_predict_matches_lcb_on_random_posteriors(k: float) -> None:
+    g = torch.Generator().manual_seed(1)
+    q = torch.randn(8, 2, generator=g) * torch.tensor([1.0, 3.0]) + torch.tensor([0.5, 0.0])
+    agent = _stub_agent(q, risk_tolerance=k)
+    expected = int((q.mean(0) - k * q.std(0, correction=0)).argmax())
+    assert int(agent.predict(torch.zeros(OBS_DIM))[0]) == expected
+
+
+def test_real_network_uncertainty_shapes_and_consistency() -> None:
+    agent = BayesDQN("CartPole-v1", seed=3, n_members=4)
+    obs = torch.randn(7, OBS_DIM)
+    action, mean, std = agent.predict_with_uncertainty(obs)
+    assert action.shape == (7,) and mean.shape == (7, 2) and std.shape == (7, 2)
+    assert (std > 0).all()  # randomized priors make members disagree before training
+    q = agent.q_net.particles(4)(obs)
+    torch.testing.assert_close(mean, q.mean(0))
+    torch.testing.assert_close(std, q.std(0, correction=0))
+    assert torch.equal(action, (mean - 0.0 * std).argmax(-1))
+    assert torch.equal(agent.predict(obs)[0], agent.predict(obs)[0])  # deterministic
+
+
+# ------------------------------------------------------------------ learning
+
+
+@pytest.mark.slow
+def test_learns_cartpole_far_above_random() -> None:
+    agent = BayesDQN("CartPole-v1", seed=0)
+    agent.learn(12_000)
+    result = riskrl.evaluate(agent, "CartPole-v1", n_episodes=20, seed=123)
+    assert result.mean > 150, f"mean return {result.mean:.1f} after 12k steps (random is about 22)"
+
+
+# ------------------------------------------------------------------ save / load
+
+
+def test_save_load_round_trip_and_risk_tolerance_after_load(tmp_path) -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, n_members=4, learning_starts=200, batch_size=32)
+    agent.learn(400)
+    path = agent.save(tmp_path / "dqn.riskrl")
+    loaded = BayesDQN.load(path)
+    assert loaded.num_timesteps == agent.num_timesteps
+    assert dataclasses_equal(loaded.config, agent.config)
+    obs = torch.randn(256, OBS_DIM, generator=torch.Generator().manual_seed(0)) * 0.5
+    for k in (0.0, 1.0, -1.0):
+        agent.risk_tolerance = loaded.risk_tolerance = k
+        assert torch.equal(agent.predict(obs)[0], loaded.predict(obs)[0])
+        for a, b in zip(agent.predict_with_uncertainty(obs), loaded.predict_with_uncertainty(obs)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert len(loaded.buffer) == len(agent.buffer)
+    torch.testing.assert_close(loaded.buffer.all()["obs"], agent.buffer.all()["obs"])
+    # risk_tolerance can be set on load and changed afterwards; it changes the stubbed choice
+    averse = BayesDQN.load(path, risk_tolerance=2.0)
+    assert averse.risk_tolerance == 2.0
+    averse.q_net = FixedPosterior(TWO_ACTIONS)
+    assert int(averse.predict(torch.zeros(OBS_DIM))[0]) == 1
+    averse.risk_tolerance = 0.0
+    assert int(averse.predict(torch.zeros(OBS_DIM))[0]) == 0
+    # policy-only checkpoints load too
+    small = agent.save(tmp_path / "policy.riskrl", include_training_state=False)
+    policy_only = BayesDQN.load(small)
+    assert torch.equal(policy_only.predict(obs)[0], agent.predict(obs)[0])
+
+
+def dataclasses_equal(a: BayesDQNConfig, b: BayesDQNConfig) -> bool:
+    import dataclasses
+
+    return dataclasses.asdict(a) == dataclasses.asdict(b)
+
+
+def test_numpy_in_numpy_out_single_and_batched() -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, n_members=3)
+    a, _ = agent.predict(np.zeros(OBS_DIM, dtype=np.float32))
+    assert isinstance(a, np.ndarray) and a.shape == ()
+    a, _ = agent.predict(np.zeros((5, OBS_DIM)))
+    assert isinstance(a, np.ndarray) and a.shape == (5,)
+    assert agent.predict(np.zeros((5, OBS_DIM)), deterministic=False)[0].shape == (5,)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_refuses_continuous_action_spaces() -> None:
+    with pytest.raises(ValueError, match="Discrete"):
+        BayesDQN("Pendulum-v1", seed=0)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, "high", None])
+def test_non_finite_risk_tolerance(bad) -> None:
+    with pytest.raises(ValueError, match="risk_tolerance"):
+        BayesDQN("CartPole-v1", risk_tolerance=bad, seed=0)
+    agent = BayesDQN("CartPole-v1", seed=0, n_members=2)
+    with pytest.raises(ValueError, match="risk_tolerance"):
+        agent.risk_tolerance = bad
+    assert agent.risk_tolerance == 0.0
+
+
+@pytest.mark.parametrize(
+    "obs",
+    [np.zeros(3), np.zeros((2, 5)), np.zeros((2, 2, OBS_DIM)), np.array([0.0, np.nan, 0.0, 0.0])],
+    ids=["short", "wide", "3d", "nan"],
+)
+def test_bad_observations(obs) -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, n_members=2)
+    with pytest.raises(ValueError, match="observations"):
+        agent.predict(obs)
+    with pytest.raises(ValueError, match="observations"):
+        agent.predict_with_uncertainty(obs)
+
+
+@pytest.mark.parametrize(
+    "hp",
+    [
+        {"family": "gp"},
+        {"exploration": "boltzmann"},
+        {"n_members": 0},
+        {"gamma": 1.5},
+        {"tau": 0.0},
+        {"learning_rate": float("nan")},
+        {"train_risk_tolerance": float("inf")},
+        {"no_such_option": 1},
+    ],
+)
+def test_bad_hyperparameters(hp) -> None:
+    with pytest.raises(ValueError):
+        BayesDQN("CartPole-v1", seed=0, **hp)
+
+
+@pytest.mark.parametrize("family", ["bbb", "mc_dropout"])
+def test_other_posterior_families_run(family: str) -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, family=family, n_particles=4, learning_starts=100, batch_size=16)
+    agent.learn(200)
+    obs = torch.randn(5, OBS_DIM)
+    action, _, std = agent.predict_with_uncertainty(obs)
+    assert action.shape == (5,) and (std > 0).all()
+    assert torch.equal(agent.predict(obs)[0], agent.predict(obs)[0])  # fixed draw for acting
