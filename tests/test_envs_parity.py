@@ -10,6 +10,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from riskrl.envs import (
     AcrobotVecEnv,
     CartPoleVecEnv,
