@@ -405,6 +405,53 @@ class TorchVectorEnv(VectorEnv):
         ep_l = torch.where(done, ep_len, izero)
         return obs.contiguous(), reward, term, trunc, done, ep_r, ep_l, final_obs
 
+    # --- checkpointing -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-identically: states, counters, parameters, RNG state."""
+        return {
+            "state": self._s.clone(),
+            "steps": self._steps.clone(),
+            "prev_done": self._prev_done.clone(),
+            "ep_ret": self._ep_ret.clone(),
+            "ep_len": self._ep_len.clone(),
+            "counter": self._counter.clone(),
+            "key": self._key.clone(),
+            "generator": self._gen.get_state(),
+            "reset_low": self._rlo.clone(),
+            "reset_span": self._rspan.clone(),
+            "params": {k: v.clone() for k, v in self.params.items()},
+            "noise": {k: v.clone() for k, v in self.noise.items()},
+            "needs_reset": self._needs_reset,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (same env class and ``num_envs``)."""
+        if tuple(state["state"].shape) != tuple(self._s.shape):
+            raise ValueError(
+                f"saved env state has shape {tuple(state['state'].shape)}, this env {tuple(self._s.shape)}"
+            )
+        for name, buf in (
+            ("state", self._s),
+            ("steps", self._steps),
+            ("prev_done", self._prev_done),
+            ("ep_ret", self._ep_ret),
+            ("ep_len", self._ep_len),
+            ("counter", self._counter),
+            ("key", self._key),
+        ):
+            buf.copy_(state[name].to(device=buf.device, dtype=buf.dtype))
+        self._rlo = state["reset_low"].to(device=self.device, dtype=self.dtype)
+        self._rspan = state["reset_span"].to(device=self.device, dtype=self.dtype)
+        self._gen.set_state(state["generator"].cpu())
+        for group, saved in ((self.params, state["params"]), (self.noise, state["noise"])):
+            if set(saved) != set(group):
+                raise ValueError(f"saved env parameters {sorted(saved)} do not match {sorted(group)}")
+            for k, v in saved.items():
+                group[k].copy_(v.to(device=self.device, dtype=self.dtype))
+        self._obs_noise_on = bool((self.noise["obs_noise_std"] != 0).any())
+        self._act_noise_on = bool((self.noise["action_noise_std"] != 0).any())
+        self._needs_reset = bool(state["needs_reset"])
+
     # --- misc ------------------------------------------------------------------------------------------
     def close_extras(self, **kwargs: Any) -> None:
         """Nothing to release."""

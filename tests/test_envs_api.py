@@ -370,3 +370,34 @@ def test_compiled_step_matches_eager():
         out_e, out_c = eager.step(a), comp.step(a)
         torch.testing.assert_close(out_c[0], out_e[0])
         assert torch.equal(out_c[2], out_e[2]) and torch.equal(out_c[3], out_e[3])
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_state_dict_round_trip_continues_bit_identically(env_id: str) -> None:
+    from riskrl.envs import make_vec
+
+    def run(env, n):
+        gen = torch.Generator().manual_seed(1)
+        outs = []
+        for _ in range(n):
+            if env.single_action_space.shape:
+                a = torch.rand(env.num_envs, 1, generator=gen) * 4 - 2
+            else:
+                a = torch.randint(0, 2, (env.num_envs,), generator=gen)
+            outs.append(env.step(a)[:4])
+        return outs
+
+    shift = {"length": (0.4, 0.6)} if env_id == "CartPole-v1" else {"m": (0.8, 1.2)}
+    env = make_vec(env_id, num_envs=5, obs_noise_std=0.01, **shift)
+    env.reset(seed=3)
+    run(env, 30)
+    saved = env.state_dict()
+    expected = run(env, 300)
+    other = make_vec(env_id, num_envs=5)
+    other.load_state_dict(saved)
+    got = run(other, 300)
+    for e, g in zip(expected, got):
+        for x, y in zip(e, g):
+            assert torch.equal(x, y)
+    with pytest.raises(ValueError, match="shape"):
+        make_vec(env_id, num_envs=2).load_state_dict(saved)
