@@ -173,7 +173,7 @@ def bench_quality(quick: bool) -> dict:
     for name, (x, y) in load_sets().items():
         n = len(x)
         n_test = max(4, n // 5)
-        epochs = 40 if quick else (150 if n > 100 else 300)
+        epochs = 20 if quick else 50
         out[name] = {"n": n, "n_test": n_test, "in_dim": x.shape[1], "out_dim": y.shape[1], "configs": {}}
         configs = {"constant (train mean/std)": None, **CONFIGS}
         for cname, cfg in configs.items():
@@ -207,6 +207,35 @@ def bench_quality(quick: bool) -> dict:
                 flush=True,
             )
     return out
+
+
+def plot_toy(path: Path) -> dict:
+    """The issue's toy problem, y = 3x + N(0, 0.5^2) on x in [0, 5]: bands for every family, x in [-2, 10]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from riskrl.plotting import plot_uncertainty
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(200, 1, generator=g) * 5
+    y = 3 * x + 0.5 * torch.randn(200, 1, generator=g)
+    fig = Figure(figsize=(15, 4), layout="constrained")
+    ratios = {}
+    for i, family in enumerate(("bbb", "mc_dropout", "ensemble")):
+        torch.manual_seed(0)
+        model = BayesMLP(1, 1, family=family)
+        fit(model, x, y, epochs=300 if family == "bbb" else 200, batch_size=64, lr=3e-3, seed=0)
+        ax = fig.add_subplot(1, 3, i + 1)
+        plot_uncertainty(model, (-2, 10), data=(x, y), ax=ax)
+        ax.set_title(family)
+        inside = model.predict(torch.linspace(0.25, 4.75, 30)[:, None]).epistemic_std.mean()
+        far = model.predict(torch.linspace(8, 10, 30)[:, None]).epistemic_std.mean()
+        ratios[family] = float(far / inside)
+        print(f"toy {family:10s} epistemic std far (x in [8, 10]) / inside: {ratios[family]:.1f}", flush=True)
+    fig.savefig(path, dpi=100)
+    return ratios
 
 
 def to_markdown(res: dict) -> str:
@@ -247,7 +276,20 @@ def to_markdown(res: dict) -> str:
         "|---|---:|---:|",
     ]
     lines += [f"| {r['family']} | {r['batch']} | {r['particles_call_ms']:.3f} |" for r in sp["rows"]]
-    lines += ["", "## Predictive quality", ""]
+    lines += [
+        "",
+        "## Toy problem",
+        "",
+        "y = 3x + N(0, 0.5²), 200 points on x in [0, 5]; bands are ±2 std (`uncertainty_toy.png`). Epistemic "
+        "std far from the data (x in [8, 10]) over inside it: "
+        + ", ".join(f"{k} {v:.1f}x" for k, v in res["toy_epistemic_ratio"].items())
+        + ".",
+        "",
+        "![toy](uncertainty_toy.png)",
+        "",
+        "## Predictive quality",
+        "",
+    ]
     for name, d in res["quality"].items():
         lines += [
             f"### {name} (n = {d['n']}, {d['in_dim']} inputs, {d['out_dim']} output(s); {len(next(iter(d['configs'].values()))['rmse']['values'])} seeds, "
@@ -267,7 +309,7 @@ def to_markdown(res: dict) -> str:
         "Models: one hidden layer of 50 ReLU units, inputs and targets standardised inside the model, Adam "
         "lr 3e-3, batch 32; homoscedastic variants learn one noise std per output (reported as aleatoric), "
         "`-het` adds a log-variance head, `ensemble-rp` uses randomized prior functions (prior_scale 1). "
-        "NLL is the mean per-element Gaussian NLL under N(mean, total_std²); ± is the std over seeds.",
+        "50 epochs (no early stopping or tuning). NLL is the mean per-element Gaussian NLL under N(mean, total_std²); ± is the std over seeds.",
         "",
     ]
     return "\n".join(lines)
@@ -283,6 +325,8 @@ def main() -> None:
     t0 = time.perf_counter()
     speed = bench_speed(args.quick)
     quality = bench_quality(args.quick)
+    args.out.mkdir(parents=True, exist_ok=True)
+    toy = plot_toy(args.out / "uncertainty_toy.png")
     res = {
         "machine": f"{platform.processor() or platform.machine()} ({platform.system()})",
         "torch": torch.__version__,
@@ -290,6 +334,7 @@ def main() -> None:
         "quick": args.quick,
         "speed": speed,
         "quality": quality,
+        "toy_epistemic_ratio": toy,
     }
     res["runtime_s"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)

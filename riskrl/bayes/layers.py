@@ -166,8 +166,8 @@ class MCDropout(nn.Module):
     ) -> Tensor:
         """``n`` frozen masks ``(n, 1, width)`` scaled by ``1 / (1 - p)``."""
         keep = 1.0 - self.p
-        mask = torch.empty((n, 1, width), device=like.device, dtype=like.dtype)
-        return mask.bernoulli_(keep, generator=generator).div_(keep)
+        u = torch.rand((n, 1, width), generator=generator, device=like.device, dtype=like.dtype)
+        return (u < keep).to(like.dtype).mul_(1.0 / keep)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -38,7 +38,9 @@ class Prediction:
     @classmethod
     def from_particles(cls, means: Tensor, aleatoric_std: Tensor) -> Prediction:
         """Moment-match a mixture of ``n`` Gaussians given ``(n, B, out)`` means and stds."""
-        epi, mean = torch.std_mean(means, 0, correction=0)
+        mean = means.mean(0)
+        # (x - mean)^2 by hand: torch.std/var over a leading dim is ~20x slower on CPU
+        epi = (means - mean).square().mean(0).sqrt()
         alea = aleatoric_std.square().mean(0).sqrt()
         total = (epi.square() + alea.square()).sqrt()
         return cls(mean, epi, alea, total)
@@ -71,7 +73,9 @@ def run_layers(h: Tensor, layers: Sequence[LayerDraw], n: int, act: Callable[[Te
             # shared weights: n and B fold into one matmul
             h = torch.addmm(layer.bias, h.reshape(-1, h.shape[-1]), layer.weight).reshape(*h.shape[:-1], -1)
         if i != last:
-            h = act(h)
+            # h is a fresh matmul output here, so relu can run in place (autograd-safe: relu's
+            # backward needs only its result, the matmul's backward does not need its output)
+            h = torch.relu_(h) if act is torch.relu else act(h)
     if h.dim() == 2:
         h = h.expand(n, *h.shape)
     return h
