@@ -63,15 +63,21 @@ def run_layers(h: Tensor, layers: Sequence[LayerDraw], n: int, act: Callable[[Te
     """Batched forward through frozen layers; ``h`` is ``(B, d)`` or ``(n, B, d)``, returns ``(n, B, out)``."""
     last = len(layers) - 1
     for i, layer in enumerate(layers):
+        weight = layer.weight
         if layer.mask is not None:
-            h = h * layer.mask  # (B, w) * (n, 1, w) -> (n, B, w)
-        if layer.weight.dim() == 3:
+            if h.shape[-2] > h.shape[-1]:
+                # more rows than features: scale the weights' rows instead of the activations,
+                # (h * m) @ W == h @ (m^T * W), which touches n*in*out numbers instead of n*B*in
+                weight = layer.mask.transpose(1, 2) * weight
+            else:
+                h = h * layer.mask  # (B, w) * (n, 1, w) -> (n, B, w)
+        if weight.dim() == 3:
             if h.dim() == 2:
                 h = h.expand(n, *h.shape)
-            h = torch.baddbmm(layer.bias, h, layer.weight)
+            h = torch.baddbmm(layer.bias, h, weight)
         else:
             # shared weights: n and B fold into one matmul
-            h = torch.addmm(layer.bias, h.reshape(-1, h.shape[-1]), layer.weight).reshape(*h.shape[:-1], -1)
+            h = torch.addmm(layer.bias, h.reshape(-1, h.shape[-1]), weight).reshape(*h.shape[:-1], -1)
         if i != last:
             # h is a fresh matmul output here, so relu can run in place (autograd-safe: relu's
             # backward needs only its result, the matmul's backward does not need its output)
