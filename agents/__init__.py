@@ -8,6 +8,7 @@ from .base import Agent
 from .buffers import ReplayBuffer
 from .callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
 from .dqn import BayesDQN, BayesDQNConfig
+from .mpc import BayesMPC, BayesMPCConfig
 from .registry import agent_class, load_agent
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "BaseCallback",
     "BayesDQN",
     "BayesDQNConfig",
+    "BayesMPC",
+    "BayesMPCConfig",
     "CallbackList",
     "CheckpointCallback",
     "EvalCallback",

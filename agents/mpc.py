@@ -1,0 +1,469 @@
+"""BayesMPC: model-predictive control with a Bayesian dynamics model and a risk knob (PETS + risk).
+
+The agent learns a Bayesian neural network of the state change ``next_obs - obs`` given
+``(obs, action)`` (by default a heteroscedastic ensemble, Chua et al. 2018) and acts by planning:
+the cross-entropy method (:class:`riskrl.agents.planning.CEMPlanner`) searches action sequences of
+length ``horizon``; each candidate is rolled out through ``n_particles`` frozen posterior draws
+(``model.particles(P)``: PETS' TS-inf, the same draw held over the whole horizon), rewards and
+terminations come from the environment's own batched torch functions ``env.reward_fn`` and
+``env.termination_fn`` (rewards after a predicted termination are masked), and a candidate's score
+is ``mean - risk_tolerance * std`` of its predicted returns across particles
+(:func:`riskrl.risk.lcb`). The first action of the best sequence is executed; the sampling
+distribution is shifted by one step to warm-start the next plan.
+
+``risk_tolerance > 0`` prefers plans whose outcome the model is sure of (safe under model error),
+``< 0`` is optimistic (prefers plans that lead where the model is unsure: exploration), ``0`` plans
+on the posterior mean return.
+
+All rollouts are one tensor program: states are ``(P, B * C, obs_dim)`` for ``B`` observations,
+``C`` candidates and ``P`` particles; the Python loops run over horizon steps and CEM iterations only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from riskrl.bayes import BayesMLP
+
+from .base import Agent
+from .buffers import ReplayBuffer
+from .planning import CEMPlanner, PlanResult
+
+__all__ = ["BayesMPC", "BayesMPCConfig"]
+
+
+@dataclass
+class BayesMPCConfig:
+    """Hyperparameters of :class:`BayesMPC` (defaults sized for classic control on one CPU thread).
+
+    Dynamics model:
+        model_family: ``"ensemble"`` (default, PETS' probabilistic ensemble), ``"bbb"`` or ``"mc_dropout"``.
+        n_members, hidden, activation, heteroscedastic: the :class:`riskrl.bayes.BayesMLP`. Small
+            widths keep planning cheap: every CEM iteration runs ``horizon`` forward passes of
+            ``n_particles * population`` rows.
+        model_lr, weight_decay, batch_size: Adam on the family's loss (one optimiser for the whole
+            run: retraining continues from the current weights, as in PETS).
+        train_epochs, max_grad_steps: per retraining, epochs over all data, capped at this many steps.
+        bootstrap: ensemble members weight each transition by a fixed Poisson(1) count (online
+            bootstrap), so members disagree where data is scarce.
+    Data:
+        learning_starts: uniformly random actions for this many env steps before the first model.
+        train_freq: retrain every this many env steps (summed over envs) after ``learning_starts``.
+        buffer_size, num_envs: transition storage and envs used when the agent builds its own env.
+    Planner (CEM):
+        horizon, population, n_elites, cem_iterations, cem_alpha, init_std, min_std: see
+            :class:`riskrl.agents.planning.CEMPlanner`.
+        n_particles: posterior draws per candidate (ensemble: particle ``i`` is member ``i % K``).
+        sample_aleatoric: add the heteroscedastic head's noise to each predicted step.
+        discount: per-step discount of predicted rewards (PETS uses 1).
+    """
+
+    model_family: str = "ensemble"
+    n_members: int = 5
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    activation: str = "silu"
+    heteroscedastic: bool = True
+    model_lr: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 64
+    train_epochs: int = 20
+    max_grad_steps: int = 1000
+    bootstrap: bool = True
+    learning_starts: int = 200
+    train_freq: int = 200
+    buffer_size: int = 100_000
+    num_envs: int = 1
+    horizon: int = 20
+    population: int = 200
+    n_elites: int = 20
+    cem_iterations: int = 4
+    cem_alpha: float = 0.1
+    init_std: float = 0.5
+    min_std: float = 0.02
+    n_particles: int = 20
+    sample_aleatoric: bool = True
+    discount: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.hidden = [int(h) for h in self.hidden]
+        if self.model_family not in ("ensemble", "bbb", "mc_dropout"):
+            raise ValueError(
+                f"model_family must be 'ensemble', 'bbb' or 'mc_dropout', got {self.model_family!r}"
+            )
+        positive = (
+            "n_members",
+            "batch_size",
+            "max_grad_steps",
+            "train_freq",
+            "buffer_size",
+            "num_envs",
+            "horizon",
+            "population",
+            "n_elites",
+            "cem_iterations",
+            "n_particles",
+        )
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in ("learning_starts", "train_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not (math.isfinite(self.model_lr) and self.model_lr > 0):
+            raise ValueError(f"model_lr must be > 0, got {self.model_lr}")
+        if not 0.0 < self.discount <= 1.0:
+            raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+
+
+class BayesMPC(Agent):
+    """PETS-style model-predictive control with a risk-adjusted plan score.
+
+    Args:
+        env: a gymnasium id or a riskrl batched env; it must expose batched torch
+            ``reward_fn(obs, action, next_obs)`` (and ``termination_fn``) to plan with.
+        risk_tolerance: ``score = mean - risk_tolerance * std`` of a plan's predicted return across
+            particles: ``> 0`` averse, ``0`` neutral, ``< 0`` optimistic; changeable at any time.
+        seed, device: see :class:`riskrl.agents.Agent`.
+        **hyperparams: fields of :class:`BayesMPCConfig`.
+
+    Actions are planned, so ``predict(obs, deterministic=...)`` returns the first action of the best
+    plan either way; planning randomness comes from a generator seeded by ``seed`` (separate from the
+    training generator, so evaluating during training does not change the training run). The
+    planner warm-starts from its previous call while the batch size stays the same.
+    """
+
+    config_class = BayesMPCConfig
+    config: BayesMPCConfig
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.discrete = isinstance(self.action_space, gym.spaces.Discrete)
+        if self.discrete:
+            self.act_dim = 1
+            self.act_features = int(self.action_space.n)
+            self.act_start = int(self.action_space.start)
+        else:
+            if len(self.action_space.shape) != 1:
+                raise ValueError(f"BayesMPC needs a flat Box action space, got {self.action_space}")
+            self.act_dim = self.act_features = int(self.action_space.shape[0])
+        self.reward_fn, self.termination_fn = self._model_functions()
+        self.planner = CEMPlanner(
+            self.action_space,
+            horizon=cfg.horizon,
+            population=cfg.population,
+            n_elites=cfg.n_elites,
+            iterations=cfg.cem_iterations,
+            alpha=cfg.cem_alpha,
+            init_std=cfg.init_std,
+            min_std=cfg.min_std,
+            device=self.device,
+        )
+        self.model = BayesMLP(
+            self.obs_dim + self.act_features,
+            self.obs_dim,
+            hidden=tuple(cfg.hidden),
+            family=cfg.model_family,
+            heteroscedastic=cfg.heteroscedastic,
+            activation=cfg.activation,
+            n_members=cfg.n_members,
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.model_lr, weight_decay=cfg.weight_decay
+        )
+        self.buffer = ReplayBuffer(
+            cfg.buffer_size,
+            self.obs_dim,
+            action_shape=() if self.discrete else (self.act_dim,),
+            action_dtype=torch.int64 if self.discrete else torch.float32,
+            device=self.device,
+        )
+        n_boot = cfg.n_members if cfg.model_family == "ensemble" else 1
+        self.boot_weights = torch.ones(cfg.buffer_size, n_boot, device=self.device)
+        self.plan_rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919)
+        self.trained = False
+        self.steps_since_train = 0
+        self.model_updates = 0
+        self.last_model_loss = float("nan")
+        self._train_dist: Tensor | None = None  # warm start of the training-time planner
+        self._eval_dist: Tensor | None = None  # warm start of predict()
+        self._pending_reset: Tensor | None = None  # NEXT_STEP autoreset bookkeeping
+        self.same_step = _autoreset_mode(self.env) == "same_step"
+
+    def _model_functions(self) -> tuple[Any, Any]:
+        """The env's batched ``reward_fn`` / ``termination_fn``, probed once on a ``(2, 1, ...)`` batch."""
+        name = self.env_id or type(self.env).__name__
+        hint = (
+            f"BayesMPC plans with the environment's batched torch reward function, but {name} has none "
+            "(riskrl's torch-batched envs from riskrl.envs.make_vec provide one; wrapped gymnasium envs do not)"
+        )
+        reward_fn = getattr(self.env, "reward_fn", None)
+        term_fn = getattr(self.env, "termination_fn", None)
+        if not callable(reward_fn):
+            raise ValueError(hint)
+        obs = torch.zeros(2, 1, self.obs_dim, device=self.device)
+        if self.discrete:
+            act = torch.full((2, 1), self.act_start, dtype=torch.int64, device=self.device)
+        else:
+            low = torch.as_tensor(self.action_space.low, dtype=torch.float32, device=self.device)
+            act = low.expand(2, 1, self.act_dim)
+        try:
+            reward = reward_fn(obs, act, obs)
+            done = term_fn(obs, act, obs) if callable(term_fn) else None
+        except NotImplementedError as err:
+            raise ValueError(f"{hint}: {err}") from None
+        for what, out in (("reward_fn", reward), ("termination_fn", done)):
+            if out is not None and tuple(out.shape) != (2, 1):
+                raise ValueError(
+                    f"{name}.{what} must map (..., obs_dim) batches to (...), got shape {tuple(out.shape)} "
+                    "for a (2, 1, obs_dim) input"
+                )
+        return reward_fn, term_fn if callable(term_fn) else None
+
+    # ------------------------------------------------------------------ model rollouts
+
+    def _action_features(self, actions: Tensor) -> Tensor:
+        if self.discrete:
+            return torch.nn.functional.one_hot(actions.long() - self.act_start, self.act_features).float()
+        return actions.float()
+
+    @torch.no_grad()
+    def predicted_returns(self, obs: Tensor, actions: Tensor, generator: torch.Generator) -> Tensor:
+        """Predicted returns ``(P, B, C)`` of action sequences ``(B, C, H[, act_dim])`` from ``obs (B, obs_dim)``.
+
+        One frozen posterior draw of ``P`` particles is used for every candidate and every step.
+        """
+        cfg = self.config
+        b, c, h = actions.shape[:3]
+        p = cfg.n_particles
+        particles = self.model.particles(p, generator=generator)
+        state = obs.to(torch.float32).repeat_interleave(c, dim=0).expand(p, b * c, self.obs_dim)
+        alive = torch.ones(p, b * c, dtype=torch.bool, device=obs.device)
+        total = torch.zeros(p, b * c, device=obs.device)
+        discount = 1.0
+        feats = self._action_features(actions).reshape(b * c, h, -1)
+        raw = actions.reshape(b * c, h, *actions.shape[3:])
+        for t in range(h):
+            feat_t = feats[:, t].expand(p, b * c, feats.shape[-1])
+            mean, std = particles.mean_and_std(torch.cat([state, feat_t], dim=-1))
+            if cfg.sample_aleatoric:
+                noise = torch.randn(mean.shape, generator=generator, device=mean.device)
+                mean = mean + std * noise
+            next_state = state + mean
+            act_t = raw[:, t].expand(p, *raw[:, t].shape)
+            reward = self.reward_fn(state, act_t, next_state).to(total.dtype)
+            total = total + discount * torch.where(alive, reward, torch.zeros_like(reward))
+            if self.termination_fn is not None:
+                alive = alive & ~self.termination_fn(state, act_t, next_state).to(torch.bool)
+            discount *= cfg.discount
+            state = next_state
+        return total.reshape(p, b, c)
+
+    def _plan(self, obs: Tensor, dist: Tensor | None, generator: torch.Generator) -> PlanResult:
+        if dist is None or dist.shape[0] != obs.shape[0]:
+            dist = self.planner.initial(obs.shape[0])
+        else:
+            dist = self.planner.shift(dist)
+        return self.planner.plan(
+            lambda acts: self.predicted_returns(obs, acts, generator), dist, self.risk_tolerance, generator
+        )
+
+    def plan(self, obs: Any) -> PlanResult:
+        """Plan for a batch of observations with the evaluation generator (full :class:`PlanResult`)."""
+        t, _, _ = self._obs_tensor(obs)
+        return self._plan_eval(t)
+
+    def _plan_eval(self, obs: Tensor) -> PlanResult:
+        with torch.no_grad():
+            result = self._plan(obs, self._eval_dist, self.plan_rng)
+        self._eval_dist = result.dist
+        return result
+
+    # ------------------------------------------------------------------ acting
+
+    def _first_action(self, result: PlanResult) -> Tensor:
+        return result.actions[:, 0]
+
+    def _act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        return self._first_action(self._plan_eval(obs))
+
+    def _uncertainty(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        result = self._plan_eval(obs)
+        return self._first_action(result), result.mean, result.std
+
+    def _random_actions(self, n: int) -> Tensor:
+        if self.discrete:
+            idx = torch.randint(0, self.act_features, (n,), generator=self.rng, device=self.device)
+            return idx + self.act_start
+        low, high = self.planner.low, self.planner.high
+        return low + (high - low) * torch.rand((n, self.act_dim), generator=self.rng, device=self.device)
+
+    # ------------------------------------------------------------------ learning
+
+    def _collect_step(self, obs: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        cfg = self.config
+        n = self.env.num_envs
+        if self._pending_reset is None or self._pending_reset.shape[0] != n:
+            self._pending_reset = torch.zeros(n, dtype=torch.bool, device=self.device)
+        obs = obs.to(self.device, torch.float32)
+        if not self.trained:
+            action = self._random_actions(n)
+        else:
+            with torch.no_grad():
+                result = self._plan(obs, self._train_dist, self.rng)
+            self._train_dist = result.dist
+            action = self._first_action(result)
+        next_obs, reward, terminated, truncated, info = self.env.step(action)
+        next_obs = torch.as_tensor(next_obs, device=self.device, dtype=torch.float32)
+        terminated = torch.as_tensor(terminated, device=self.device).to(torch.bool)
+        truncated = torch.as_tensor(truncated, device=self.device).to(torch.bool)
+        reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
+        done = terminated | truncated
+        real_next = next_obs
+        if self.same_step and bool(done.any()):
+            final = info.get("final_obs")
+            mask = info.get("_final_obs", done)
+            if final is not None:
+                final_t = _stack_final(final, next_obs)
+                mask_t = torch.as_tensor(mask, device=self.device).to(torch.bool)
+                real_next = torch.where(mask_t[:, None], final_t, next_obs)
+        valid = ~self._pending_reset  # NEXT_STEP: the step after a done only resets the env
+        if bool(valid.all()):
+            self._add(obs, action, reward, real_next, terminated)
+        elif bool(valid.any()):
+            self._add(obs[valid], action[valid], reward[valid], real_next[valid], terminated[valid])
+        self._pending_reset = done.clone() if not self.same_step else torch.zeros_like(done)
+        if self._train_dist is not None and bool(done.any()):
+            fresh = self.planner.initial(n)
+            self._train_dist = torch.where(done.view(-1, 1, 1), fresh, self._train_dist)
+        self.steps_since_train += n
+        timesteps = self.num_timesteps + n
+        if timesteps >= cfg.learning_starts and len(self.buffer) > 0:
+            if not self.trained or self.steps_since_train >= cfg.train_freq:
+                self.train_model()
+        return next_obs, info
+
+    def _add(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor) -> None:
+        m = obs.shape[0]
+        idx = (self.buffer.pos + torch.arange(m, device=self.device)) % self.buffer.capacity
+        if self.config.bootstrap and self.boot_weights.shape[1] > 1:
+            rate = torch.ones(m, self.boot_weights.shape[1], device=self.device)
+            self.boot_weights[idx] = torch.poisson(rate, generator=self.rng)
+        self.buffer.add(obs, action, reward, next_obs, terminated)
+
+    def train_model(self) -> float:
+        """Retrain the dynamics model on every stored transition; returns the last epoch's mean loss."""
+        cfg = self.config
+        data = self.buffer.all()
+        x = torch.cat([data["obs"], self._action_features(data["actions"])], dim=-1)
+        y = data["next_obs"] - data["obs"]
+        n = x.shape[0]
+        self.model.fit_standardizers(x, y)
+        weights = self.boot_weights[:n] if self.boot_weights.shape[1] > 1 else None
+        bs = min(cfg.batch_size, n)
+        steps = 0
+        loss_value = float("nan")
+        self.model.train()
+        for _ in range(cfg.train_epochs):
+            perm = torch.randperm(n, generator=self.rng, device=self.device)
+            total, count = 0.0, 0
+            for start in range(0, n, bs):
+                idx = perm[start : start + bs]
+                mw = weights[idx].t() if weights is not None else None
+                loss = self.model.loss(x[idx], y[idx], n, member_weights=mw)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                total += float(loss.detach()) * idx.numel()
+                count += idx.numel()
+                steps += 1
+                if steps >= cfg.max_grad_steps:
+                    break
+            loss_value = total / max(count, 1)
+            if steps >= cfg.max_grad_steps:
+                break
+        self.model.eval()
+        self.trained = True
+        self.steps_since_train = 0
+        self.model_updates += 1
+        self.last_model_loss = loss_value
+        self.log_scalar("train/model_loss", loss_value)
+        return loss_value
+
+    # ------------------------------------------------------------------ persistence
+
+    def _policy_state(self) -> dict[str, Any]:
+        return {
+            "model": dict(self.model.state_dict()),
+            "trained": self.trained,
+            "plan_rng": self.plan_rng.get_state(),
+            "eval_dist": self._eval_dist,
+        }
+
+    def _load_policy_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.trained = bool(state["trained"])
+        self.plan_rng.set_state(state["plan_rng"].cpu())
+        self._eval_dist = state["eval_dist"]
+
+    def _training_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "buffer": self.buffer.state_dict(),
+            "boot_weights": self.boot_weights[: len(self.buffer)],
+            "steps_since_train": self.steps_since_train,
+            "model_updates": self.model_updates,
+            "train_dist": self._train_dist,
+            "pending_reset": self._pending_reset,
+        }
+
+    def _load_training_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(_optimizer_state(state["optimizer"]))
+        self.buffer.load_state_dict(state["buffer"])
+        n = len(self.buffer)
+        self.boot_weights[:n] = state["boot_weights"]
+        self.steps_since_train = int(state["steps_since_train"])
+        self.model_updates = int(state["model_updates"])
+        self._train_dist = state["train_dist"]
+        self._pending_reset = state["pending_reset"]
+
+
+def _autoreset_mode(env: Any) -> str:
+    mode = getattr(env, "autoreset_mode", None) or getattr(env, "metadata", {}).get("autoreset_mode")
+    try:
+        same = gym.vector.AutoresetMode(mode) == gym.vector.AutoresetMode.SAME_STEP
+    except ValueError:
+        same = False
+    return "same_step" if same else "next_step"
+
+
+def _stack_final(final: Any, like: Tensor) -> Tensor:
+    if isinstance(final, Tensor):
+        return final.to(like.device, like.dtype)
+    rows = [
+        torch.as_tensor(f, dtype=like.dtype, device=like.device) if f is not None else like[i]
+        for i, f in enumerate(final)
+    ]
+    return torch.stack(rows)
+
+
+def _optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
+    """Undo the JSON round trip of an optimizer state dict (int keys, tuples)."""
+    inner = {int(k): v for k, v in state["state"].items()}
+    groups = []
+    for g in state["param_groups"]:
+        g = dict(g)
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+        groups.append(g)
+    return {"state": inner, "param_groups": groups}

@@ -1,0 +1,284 @@
+"""BayesMPC: the risk-adjusted plan choice, learning on Pendulum, save/load and input errors."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import riskrl
+from riskrl.agents import BayesMPC
+from riskrl.agents.mpc import BayesMPCConfig
+from riskrl.agents.planning import CEMPlanner
+
+# ---------------------------------------------------------------------------------- test doubles
+
+
+class ToyEnv:
+    """A minimal batched env with a 3-action Discrete space; reward = change of obs[0]."""
+
+    metadata: ClassVar[dict] = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, n_actions: int = 3) -> None:
+        self.num_envs = num_envs
+        self.device = torch.device("cpu")
+        self.single_observation_space = gym.spaces.Box(-10.0, 10.0, (2,), np.float32)
+        self.single_action_space = gym.spaces.Discrete(n_actions)
+
+    def reward_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return next_obs[..., 0] - obs[..., 0]
+
+    def termination_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(next_obs.shape[:-1], dtype=torch.bool)
+
+    def reset(self, seed: int | None = None):
+        return torch.zeros(self.num_envs, 2), {}
+
+    def step(self, actions: torch.Tensor):
+        n = self.num_envs
+        return (
+            torch.zeros(n, 2),
+            torch.zeros(n),
+            torch.zeros(n, dtype=torch.bool),
+            torch.zeros(n, dtype=torch.bool),
+            {},
+        )
+
+
+class FixedPosterior(torch.nn.Module):
+    """Dynamics test double: particle ``p`` moves obs[0] by ``table[p % P, action]`` (no noise)."""
+
+    def __init__(self, table: torch.Tensor, n_actions: int) -> None:
+        super().__init__()
+        self.register_buffer("table", table.float())
+        self.n_actions = n_actions
+
+    def particles(self, n: int, generator: torch.Generator | None = None):
+        table = self.table
+        k = self.n_actions
+
+        class P:
+            def mean_and_std(self, x: torch.Tensor):
+                action = x[..., -k:].argmax(-1)  # (n, N) from the one-hot action features
+                rows = torch.arange(n)[:, None] % table.shape[0]
+                delta = torch.zeros(*x.shape[:-1], x.shape[-1] - k)
+                delta[..., 0] = table[rows, action]
+                return delta, torch.zeros_like(delta)
+
+        return P()
+
+
+# Two particles; returns per action: a0 {1, 1} (mean 1, std 0), a1 {1, 3} (mean 2, std 1),
+# a2 {-4, 4} (mean 0, std 4). Scores: a0 = 1, a1 = 2 - k, a2 = -4k; a1 vs a0 break even at k = 1,
+# a2 vs a1 at k = -2/3.
+TABLE = torch.tensor([[1.0, 1.0, -4.0], [1.0, 3.0, 4.0]])
+MEANS, STDS = [1.0, 2.0, 0.0], [0.0, 1.0, 4.0]
+
+
+def _expected(k: float) -> int:
+    return int(np.argmax([m - k * s for m, s in zip(MEANS, STDS)]))
+
+
+def _stub_agent(risk_tolerance: float = 0.0) -> BayesMPC:
+    agent = BayesMPC(
+        ToyEnv(),
+        risk_tolerance=risk_tolerance,
+        seed=0,
+        horizon=1,
+        population=64,
+        n_elites=4,
+        cem_iterations=2,
+        n_particles=2,
+        sample_aleatoric=False,
+    )
+    agent.model = FixedPosterior(TABLE, 3)
+    return agent
+
+
+@pytest.mark.parametrize("k", [-1.0, 0.0, 0.5, 2.0])
+def test_plan_is_argmax_of_lower_confidence_bound(k: float) -> None:
+    agent = _stub_agent(risk_tolerance=k)
+    obs = np.zeros((4, 2), dtype=np.float32)
+    action, state = agent.predict(obs)
+    assert state is None
+    assert action.tolist() == [_expected(k)] * 4
+    act, mean, std = agent.predict_with_uncertainty(obs)
+    assert act.tolist() == action.tolist()
+    np.testing.assert_allclose(mean, [MEANS[_expected(k)]] * 4, atol=1e-6)
+    np.testing.assert_allclose(std, [STDS[_expected(k)]] * 4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("k", "expected"), [(0.99, 1), (1.01, 0), (-0.6, 1), (-0.7, 2)])
+def test_plan_switches_at_break_even(k: float, expected: int) -> None:
+    agent = _stub_agent()
+    agent.risk_tolerance = k  # changeable at any time
+    assert int(agent.predict(np.zeros(2, dtype=np.float32))[0]) == expected == _expected(k)
+
+
+def test_termination_masks_later_rewards() -> None:
+    """A plan that terminates at step 1 gets only its first reward."""
+
+    class Terminating(ToyEnv):
+        def termination_fn(self, obs, action, next_obs):
+            return action == 2  # action 2 ends the episode
+
+    agent = BayesMPC(Terminating(), seed=0, horizon=3, n_particles=2, sample_aleatoric=False)
+    agent.model = FixedPosterior(TABLE, 3)
+    actions = torch.tensor([[[2, 1, 1], [1, 1, 1], [2, 2, 2]]])  # (B=1, C=3, H=3)
+    returns = agent.predicted_returns(torch.zeros(1, 2), actions, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(returns, torch.tensor([[[-4.0, 3.0, -4.0]], [[4.0, 9.0, 4.0]]]))
+
+
+def test_cem_planner_finds_continuous_optimum() -> None:
+    """Box CEM: the best sequence approaches the maximiser of a known concave return."""
+    planner = CEMPlanner(
+        gym.spaces.Box(-2.0, 2.0, (1,)), horizon=4, population=100, n_elites=10, iterations=5
+    )
+    target = torch.tensor([0.5, -1.0, 1.5, 0.0])
+
+    def evaluate(actions: torch.Tensor) -> torch.Tensor:  # (B, C, H, 1) -> (P=1, B, C)
+        return -(actions[..., 0] - target).square().sum(-1)[None]
+
+    g = torch.Generator().manual_seed(0)
+    result = planner.plan(evaluate, planner.initial(2), 0.0, g)
+    assert result.actions.shape == (2, 4, 1)
+    torch.testing.assert_close(result.actions[..., 0], target.expand(2, 4), atol=0.15, rtol=0)
+    assert bool((result.actions.abs() <= 2.0).all())
+
+
+# ---------------------------------------------------------------------------------- learning
+
+
+FAST = dict(
+    learning_starts=200,
+    train_freq=200,
+    horizon=15,
+    population=150,
+    n_elites=15,
+    cem_iterations=3,
+    n_particles=5,
+)
+
+
+def test_learns_pendulum_quickly() -> None:
+    agent = BayesMPC("Pendulum-v1", seed=0, **FAST)
+    agent.learn(400)  # one random episode + one planned episode
+    # the step after the truncation only resets the env (NEXT_STEP autoreset): not a transition
+    assert agent.model_updates == 2 and len(agent.buffer) == 399
+    result = riskrl.evaluate(agent, "Pendulum-v1", n_episodes=3, seed=123, bootstrap=False)
+    # random actions score about -1200; a solved swing-up about -150
+    assert result.mean > -500, result.returns
+    assert np.isfinite(result.mean_epistemic_std)
+
+
+def test_bbb_dynamics_model_runs() -> None:
+    agent = BayesMPC(
+        "Pendulum-v1",
+        seed=1,
+        model_family="bbb",
+        learning_starts=50,
+        train_freq=50,
+        train_epochs=2,
+        horizon=5,
+        population=20,
+        n_elites=4,
+        n_particles=4,
+    )
+    agent.learn(80)
+    assert agent.model_updates == 1
+    action, mean, std = agent.predict_with_uncertainty(np.zeros((2, 3), dtype=np.float32))
+    assert action.shape == (2, 1) and mean.shape == (2,) and (std >= 0).all()
+
+
+def test_discrete_env_plans_valid_actions() -> None:
+    agent = BayesMPC(
+        "CartPole-v1",
+        seed=0,
+        learning_starts=60,
+        train_freq=60,
+        train_epochs=5,
+        horizon=8,
+        population=32,
+        n_elites=4,
+        n_particles=5,
+    )
+    agent.learn(100)
+    action, _ = agent.predict(np.zeros((3, 4), dtype=np.float32))
+    assert action.dtype == np.int64 and set(action.tolist()) <= {0, 1}
+
+
+# ---------------------------------------------------------------------------------- persistence
+
+
+def test_save_load_predicts_identically(tmp_path) -> None:
+    agent = BayesMPC(
+        "Pendulum-v1",
+        seed=3,
+        learning_starts=50,
+        train_freq=50,
+        train_epochs=3,
+        horizon=6,
+        population=32,
+        n_elites=4,
+        n_particles=5,
+    )
+    agent.learn(100)
+    path = agent.save(tmp_path / "mpc.riskrl")
+    obs = np.random.default_rng(0).uniform(-1, 1, (4, 3)).astype(np.float32)
+    loaded = BayesMPC.load(path)
+    for _ in range(2):  # the warm start and planning generator are restored too
+        np.testing.assert_array_equal(agent.predict(obs)[0], loaded.predict(obs)[0])
+    averse = BayesMPC.load(path, risk_tolerance=1.5)
+    assert averse.risk_tolerance == 1.5
+    assert averse.predict(obs)[0].shape == (4, 1)
+    policy_only = agent.save(tmp_path / "policy.riskrl", include_training_state=False)
+    np.testing.assert_array_equal(agent.predict(obs)[0], BayesMPC.load(policy_only).predict(obs)[0])
+
+
+def test_resume_is_bit_identical(tmp_path) -> None:
+    kw = dict(
+        learning_starts=40, train_freq=30, train_epochs=2, horizon=5, population=24, n_elites=4, n_particles=5
+    )
+    straight = BayesMPC("Pendulum-v1", seed=5, **kw).learn(120)
+    first = BayesMPC("Pendulum-v1", seed=5, **kw).learn(70)
+    path = first.save(tmp_path / "half.riskrl")
+    resumed = BayesMPC.load(path).learn(120, reset_num_timesteps=False)
+    for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(straight.buffer.all()["obs"], resumed.buffer.all()["obs"], rtol=0, atol=0)
+
+
+# ---------------------------------------------------------------------------------- errors
+
+
+def test_errors() -> None:
+    agent = _stub_agent()
+    with pytest.raises(ValueError, match="shape"):
+        agent.predict(np.zeros((2, 5), dtype=np.float32))
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="finite"):
+            agent.risk_tolerance = bad
+        with pytest.raises(ValueError, match="finite"):
+            BayesMPC(ToyEnv(), risk_tolerance=bad)
+    with pytest.raises(ValueError, match="reward function"):
+        BayesMPC(_NoRewardEnv())
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        BayesMPC(ToyEnv(), horizonn=3)
+    with pytest.raises(ValueError, match="n_elites"):
+        BayesMPC(ToyEnv(), population=10, n_elites=20)
+    with pytest.raises(ValueError, match="model_family"):
+        BayesMPCConfig(model_family="gp")
+
+
+class _NoRewardEnv(ToyEnv):
+    reward_fn = None  # type: ignore[assignment]
+
+
+def test_gymnasium_fallback_env_is_refused() -> None:
+    from riskrl.envs import GymnasiumVecAdapter
+
+    with pytest.raises(ValueError, match="reward function"):
+        BayesMPC(GymnasiumVecAdapter("Pendulum-v1"))
