@@ -253,7 +253,10 @@ def to_markdown(res: dict) -> str:
         "`particles(1)` draw + forward per sample in a Python loop. *floor*: one deterministic forward pass "
         "with the n samples folded into the batch of a single matmul per layer (no sampling at all). "
         f"*bayesian-torch*: {sp['bayesian_torch']}, `LinearReparameterization` layers of the same sizes, "
-        "its usual loop of n forward passes. Times are medians in milliseconds.",
+        "its usual loop of n forward passes. Times are medians in milliseconds, measured on a CPU that may be "
+        "shared with other jobs: compare numbers within a row (same run), not across runs. bbb at small "
+        "batches samples pre-activations (local reparameterisation, far fewer random numbers); mc_dropout "
+        "computes the deterministic first layer once for all samples, which is why it can beat the floor.",
         "",
         "| family | batch | n | batched ms | loop ms | speed-up vs loop | floor ms | batched / floor | bayesian-torch ms | speed-up vs bayesian-torch |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
