@@ -50,7 +50,11 @@ class Perturbation:
 
 @dataclasses.dataclass
 class SweepConfig:
-    """What to sweep. ``agent`` names a class in :mod:`riskrl.agents`."""
+    """What to sweep. ``agent`` names a class in :mod:`riskrl.agents`.
+
+    ``failure_threshold``: an evaluation episode with a lower return is a failure (default: the env
+    spec's ``reward_threshold``, e.g. 475 for CartPole-v1).
+    """
 
     env_id: str = "CartPole-v1"
     agent: str = "BayesDQN"
@@ -61,6 +65,7 @@ class SweepConfig:
     n_eval_episodes: int = 100
     eval_seed: int = 10_000
     alpha: float = 0.1
+    failure_threshold: float | None = None
     agent_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     device: str = "cpu"
 
@@ -112,6 +117,7 @@ def evaluate_grid(
                     device=config.device,
                     perturb=pert.params,
                     alpha=config.alpha,
+                    failure_threshold=config.failure_threshold,
                     bootstrap=False,
                 )
                 rows.append(
