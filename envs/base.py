@@ -49,6 +49,11 @@ def _hash_uniform(
     return (x >> 8).to(dtype) * (1.0 / 16777216.0)
 
 
+def _to_u8(mask: torch.Tensor) -> torch.Tensor:
+    """bool -> uint8 0/1 written as a select, which inductor vectorises (a plain ``.to(uint8)`` is not)."""
+    return torch.where(mask, 1, 0).to(torch.uint8)
+
+
 class TorchVectorEnv(VectorEnv):
     """Base class: a batch of ``num_envs`` independent copies of one classic-control env, as torch tensors.
 
@@ -168,7 +173,10 @@ class TorchVectorEnv(VectorEnv):
         self._gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
         self._s = torch.zeros(self.state_dim, n, dtype=dtype, **kw)
         self._steps = torch.zeros(n, dtype=torch.int32, **kw)
-        self._prev_done = torch.zeros(n, dtype=torch.bool, **kw)
+        # uint8 storage with a bool view: the compiled step reads/writes the uint8 buffer (inductor's
+        # bool stores on CPU are ~10x slower than uint8 ones), everything else uses the bool view.
+        self._prev_u8 = torch.zeros(n, dtype=torch.uint8, **kw)
+        self._prev_done = self._prev_u8.view(torch.bool)
         self._ep_ret = torch.zeros(n, dtype=dtype, **kw)
         self._ep_len = torch.zeros(n, dtype=torch.int32, **kw)
         self._counter = torch.zeros((), dtype=torch.int64, **kw)
@@ -189,7 +197,7 @@ class TorchVectorEnv(VectorEnv):
         self._core_fn = self._core
         self._compiled = False
         if compile:
-            self._core_fn = torch.compile(self._core, dynamic=False)
+            self._core_fn = torch.compile(self._core_fast, dynamic=False)
             self._compiled = True
 
     # --- parameters ----------------------------------------------------------------------------------
@@ -354,6 +362,8 @@ class TorchVectorEnv(VectorEnv):
             self._core_fn, self._compiled = self._core, False
             out = self._core_fn(a, act_noise)
         obs, reward, term, trunc, done, ep_r, ep_l, final_obs = out
+        if done.dtype == torch.uint8:  # compiled path returns uint8 flags (0/1): reinterpret, no copy
+            term, trunc, done = term.view(torch.bool), trunc.view(torch.bool), done.view(torch.bool)
         info: dict[str, Any] = {"episode": {"r": ep_r, "l": ep_l}, "_episode": done}
         if final_obs is not None:
             info["final_obs"] = self._noisy_obs(final_obs)
@@ -362,8 +372,19 @@ class TorchVectorEnv(VectorEnv):
             info["_final_info"] = done
         return self._noisy_obs(obs), reward, term, trunc, info
 
-    def _core(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
-        """The whole batched step as one pure tensor program (mutates the env buffers in place)."""
+    def _core_fast(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
+        """:meth:`_core` for ``torch.compile``: flags come back (and ``prev_done`` is kept) as uint8."""
+        return self._core(action, act_noise, fast=True)
+
+    def _core(
+        self, action: torch.Tensor, act_noise: torch.Tensor | None, fast: bool = False
+    ) -> tuple[Any, ...]:
+        """The whole batched step as one pure tensor program (mutates the env buffers in place).
+
+        ``fast=True`` (the compiled path) touches ``prev_done`` only through its uint8 buffer and returns
+        ``term, trunc, done`` as uint8 0/1, because inductor's CPU codegen stores bool tensors element by
+        element but uint8 ones vectorised (a 4096-env step was ~5x slower with bool outputs).
+        """
         s = self._s
         next_s, reward, term = self._dynamics(s, action, act_noise)
         if self.float32_state:
@@ -372,7 +393,7 @@ class TorchVectorEnv(VectorEnv):
         init = self._initial_state(u)
         zero, izero = 0.0, 0
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
-            prev = self._prev_done
+            prev = self._prev_u8 != 0 if fast else self._prev_done
             next_s = torch.where(prev, init, next_s)
             term = term & ~prev
             reward = torch.where(prev, zero, reward)
@@ -399,10 +420,14 @@ class TorchVectorEnv(VectorEnv):
             obs = self._obs_from_state(next_s).to(s.dtype)
         self._s.copy_(next_s)
         self._steps.copy_(steps)
-        self._prev_done.copy_(done)
         self._counter.add_(1)
         ep_r = torch.where(done, ep_ret, zero)
         ep_l = torch.where(done, ep_len, izero)
+        if fast:
+            term, trunc, done = _to_u8(term), _to_u8(trunc), _to_u8(done)
+            self._prev_u8.copy_(done)
+        else:
+            self._prev_done.copy_(done)
         return obs.contiguous(), reward, term, trunc, done, ep_r, ep_l, final_obs
 
     # --- checkpointing -------------------------------------------------------------------------------

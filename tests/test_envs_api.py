@@ -401,3 +401,53 @@ def test_state_dict_round_trip_continues_bit_identically(env_id: str) -> None:
             assert torch.equal(x, y)
     with pytest.raises(ValueError, match="shape"):
         make_vec(env_id, num_envs=2).load_state_dict(saved)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+def test_compiled_step_matches_eager_all_envs(cls: type[TorchVectorEnv], mode: AutoresetMode) -> None:
+    """The compiled fast path (uint8 flags internally) returns eager's tensors, dtypes and info: flags and
+    counters exactly, floats to rounding (inductor may fuse / vectorise transcendental functions differently)."""
+    n = 37
+    kw = {"num_envs": n, "max_episode_steps": 13, "autoreset_mode": mode}
+    eager, comp = cls(**kw), cls(**kw, compile=True)
+    eager.reset(seed=4)
+    comp.reset(seed=4)
+    gen = torch.Generator().manual_seed(0)
+    ended = 0
+    for _ in range(40):
+        if eager.single_action_space.shape:
+            hi = float(eager.single_action_space.high[0])
+            a = (torch.rand(n, *eager.single_action_space.shape, generator=gen) * 2 - 1) * hi
+        else:
+            a = torch.randint(0, int(eager.single_action_space.n), (n,), generator=gen)
+        oe, oc = eager.step(a), comp.step(a)
+        for x, y in zip(oe[:4], oc[:4]):
+            assert x.dtype == y.dtype and x.shape == y.shape
+            torch.testing.assert_close(y, x) if x.is_floating_point() else torch.testing.assert_close(
+                y, x, rtol=0, atol=0
+            )
+        ie, ic = oe[4], oc[4]
+        assert set(ie) == set(ic) and ic["_episode"].dtype == torch.bool
+        assert torch.equal(ie["_episode"], ic["_episode"])
+        torch.testing.assert_close(ic["episode"]["r"], ie["episode"]["r"])
+        assert torch.equal(ie["episode"]["l"], ic["episode"]["l"])
+        if mode == AutoresetMode.SAME_STEP:
+            torch.testing.assert_close(ic["final_obs"], ie["final_obs"])
+            assert torch.equal(ie["_final_obs"], ic["_final_obs"])
+        ended += int(ic["_episode"].sum())
+    assert ended > 0
+    se, sc = eager.state_dict(), comp.state_dict()
+    assert sc["prev_done"].dtype == torch.bool
+    for k in ("state", "steps", "prev_done", "ep_ret", "ep_len", "counter", "key"):
+        torch.testing.assert_close(sc[k], se[k], msg=k)
+    # A compiled env resumes from an eager env's checkpoint.
+    comp.load_state_dict(se)
+    a = (
+        torch.zeros(n, *eager.single_action_space.shape)
+        if eager.single_action_space.shape
+        else torch.zeros(n, dtype=torch.long)
+    )
+    for x, y in zip(eager.step(a)[:4], comp.step(a)[:4]):
+        torch.testing.assert_close(y, x)
