@@ -59,7 +59,10 @@ class BayesMPCConfig:
     Planner (CEM):
         horizon, population, n_elites, cem_iterations, cem_alpha, init_std, min_std: see
             :class:`riskrl.agents.planning.CEMPlanner`.
-        n_particles: posterior draws per candidate (ensemble: particle ``i`` is member ``i % K``).
+        n_particles: posterior draws per candidate (ensemble: particle ``i`` is member ``i % K``). The
+            default, one particle per ensemble member, keeps planning cheap (cost is linear in
+            ``n_particles * population * horizon * cem_iterations``); more particles only add
+            aleatoric samples to an ensemble, or more weight draws to ``bbb``.
         sample_aleatoric: add the heteroscedastic head's noise to each predicted step.
         discount: per-step discount of predicted rewards (PETS uses 1).
     """
@@ -79,14 +82,14 @@ class BayesMPCConfig:
     train_freq: int = 200
     buffer_size: int = 100_000
     num_envs: int = 1
-    horizon: int = 20
+    horizon: int = 15
     population: int = 200
     n_elites: int = 20
-    cem_iterations: int = 4
+    cem_iterations: int = 3
     cem_alpha: float = 0.1
     init_std: float = 0.5
     min_std: float = 0.02
-    n_particles: int = 20
+    n_particles: int = 5
     sample_aleatoric: bool = True
     discount: float = 1.0
 
