@@ -161,7 +161,9 @@ def run_bench_job(
 
         name = algo[4:]
         n_envs, kwargs = SB3_ZOO[(name, cfg.env_id)]
-        venv = SB3VecEnv(make_vec(cfg.env_id, num_envs=n_envs))
+        from gymnasium.vector import AutoresetMode
+
+        venv = SB3VecEnv(make_vec(cfg.env_id, num_envs=n_envs, autoreset_mode=AutoresetMode.SAME_STEP))
         model = getattr(sb3, name)("MlpPolicy", venv, seed=int(seed), device="cpu", verbose=0, **kwargs)
 
         class _Curve(SB3Callback):
