@@ -32,6 +32,7 @@ from gymnasium.vector.utils import batch_space
 __all__ = ["NOISE_PARAMS", "TorchVectorEnv", "angle_normalize"]
 
 _M32 = 0xFFFFFFFF
+_GOLDEN = 0x9E3779B1
 NOISE_PARAMS = ("obs_noise_std", "action_noise_std")
 ParamValue = float | int | torch.Tensor | np.ndarray | Sequence[float] | tuple[float, float]
 
@@ -40,7 +41,14 @@ def _hash_uniform(
     key: torch.Tensor, counter: torch.Tensor, idx: torch.Tensor, dtype: torch.dtype
 ) -> torch.Tensor:
     """Stateless uniform [0, 1) numbers from ``(key, counter, idx)`` (murmur3 fmix32, int64 lanes)."""
-    x = (idx * 0x9E3779B1 + counter * 0x85EBCA77 + key) & _M32
+    return _hash_uniform_premul(key, counter, idx * _GOLDEN, dtype)
+
+
+def _hash_uniform_premul(
+    key: torch.Tensor, counter: torch.Tensor, idx_mul: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """:func:`_hash_uniform` with ``idx_mul = idx * 0x9E3779B1`` precomputed (two fewer ops per step)."""
+    x = (idx_mul + torch.add(key, counter, alpha=0x85EBCA77)) & _M32
     x = x ^ (x >> 16)
     x = (x * 0x85EBCA6B) & _M32
     x = x ^ (x >> 13)
@@ -181,7 +189,10 @@ class TorchVectorEnv(VectorEnv):
         self._ep_len = torch.zeros(n, dtype=torch.int32, **kw)
         self._counter = torch.zeros((), dtype=torch.int64, **kw)
         self._key = torch.zeros((), dtype=torch.int64, **kw)
-        self._idx = torch.arange(self.state_dim * n, dtype=torch.int64, **kw).view(self.state_dim, n)
+        # element index times the hash's odd multiplier, precomputed (idx * 0x9E3779B1 < 2**63: exact)
+        self._idx_mul = (
+            torch.arange(self.state_dim * n, dtype=torch.int64, **kw).view(self.state_dim, n) * _GOLDEN
+        )
         self._needs_reset = True
         self._set_reset_bounds(self.reset_low, self.reset_high)
 
@@ -389,7 +400,7 @@ class TorchVectorEnv(VectorEnv):
         next_s, reward, term = self._dynamics(s, action, act_noise)
         if self.float32_state:
             next_s = next_s.to(torch.float32).to(s.dtype)
-        u = _hash_uniform(self._key, self._counter, self._idx, s.dtype)
+        u = _hash_uniform_premul(self._key, self._counter, self._idx_mul, s.dtype)
         init = self._initial_state(u)
         zero, izero = 0.0, 0
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
