@@ -74,7 +74,7 @@ class BayesDQNConfig:
     num_envs: int = 1
     hidden: tuple[int, ...] = (64, 64)
     family: str = "ensemble"
-    n_members: int = 10
+    n_members: int = 5
     prior_scale: float = 3.0
     n_particles: int = 10
     kl_weight: float = 1.0
@@ -83,11 +83,11 @@ class BayesDQNConfig:
     learning_rate: float = 1e-3
     buffer_size: int = 100_000
     learning_starts: int = 1_000
-    batch_size: int = 128
-    gamma: float = 0.99
+    batch_size: int = 64
+    gamma: float = 0.98
     train_freq: int = 1
     gradient_steps: int = 1
-    tau: float = 0.005
+    tau: float = 0.01
     target_update_interval: int = 1
     double_q: bool = True
     loss: str = "huber"

@@ -1,0 +1,370 @@
+"""riskrl agents vs stable-baselines3 baselines at equal environment-step budgets.
+
+Every run is one entry of ``RUNS`` (env id, algorithm name, factory, kind): add an agent or an
+environment by appending an entry. For each entry and seed the script trains for ``--steps``
+environment steps, evaluates the greedy policy every ``--eval-every`` steps (learning curve) with
+:func:`riskrl.evaluate` on riskrl's batched envs, and at the end on nominal and on shifted dynamics
+(``SHIFTS``, via ``env.perturb``). Wall-clock is training time only (evaluation excluded), with one
+torch thread per process.
+
+SB3 baselines use the rl-baselines3-zoo hyperparameters (hyperparams/dqn.yml, ppo.yml) and train on
+gymnasium's own environments; their zoo budgets (DQN 5e4, PPO 1e5 steps) are larger than
+``--steps`` may be, which the markdown states.
+
+Usage:  python experiments/bench_agents.py [--quick] [--seeds 5] [--steps 25000] [--workers 2]
+                                           [--algos BayesDQN,SB3-DQN] [--envs CartPole-v1]
+        python experiments/bench_agents.py --merge results/a.json,results/b.json  (report only)
+Writes: experiments/results/bench_agents.{json,md} and bench_agents_curves.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).parent / "results"
+
+# Shifted dynamics for the robustness column (the same shift as experiments/risk_sweep.py).
+SHIFTS: dict[str, dict[str, float]] = {
+    "CartPole-v1": {"length": 1.5, "masspole": 0.3},
+}
+# Zoo budgets, to say in the report when --steps is smaller.
+ZOO_BUDGETS = {"SB3-DQN": 50_000, "SB3-PPO": 100_000}
+
+
+# ---------------------------------------------------------------------------------- factories
+# A factory takes (env_id, seed, total_steps) and returns an untrained model with ``.learn``.
+
+
+def make_bayes_dqn(env_id: str, seed: int, total_steps: int, **hyperparams: Any) -> Any:
+    from riskrl.agents import BayesDQN
+
+    return BayesDQN(env_id, seed=seed, **hyperparams)
+
+
+def make_sb3_dqn(env_id: str, seed: int, total_steps: int) -> Any:
+    """rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1."""
+    from stable_baselines3 import DQN
+
+    return DQN(
+        "MlpPolicy",
+        env_id,
+        learning_rate=2.3e-3,
+        batch_size=64,
+        buffer_size=100_000,
+        learning_starts=1000,
+        gamma=0.99,
+        target_update_interval=10,
+        train_freq=256,
+        gradient_steps=128,
+        exploration_fraction=0.16,
+        exploration_final_eps=0.04,
+        policy_kwargs={"net_arch": [256, 256]},
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+def _linear(start: float) -> Callable[[float], float]:
+    return lambda progress_remaining: progress_remaining * start
+
+
+def make_sb3_ppo(env_id: str, seed: int, total_steps: int) -> Any:
+    """rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (8 envs, linear lr and clip schedules)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env(env_id, n_envs=8, seed=seed)
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=32,
+        batch_size=256,
+        gae_lambda=0.8,
+        gamma=0.98,
+        n_epochs=20,
+        ent_coef=0.0,
+        learning_rate=_linear(1e-3),
+        clip_range=_linear(0.2),
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the run table: ``factory(env_id, seed, total_steps)`` builds the model."""
+
+    env_id: str
+    algo: str
+    factory: Callable[..., Any]
+    kind: str  # "riskrl" (riskrl.agents.Agent) or "sb3" (stable-baselines3 model)
+
+
+RUNS: list[Entry] = [
+    Entry("CartPole-v1", "BayesDQN", make_bayes_dqn, "riskrl"),
+    Entry("CartPole-v1", "SB3-DQN", make_sb3_dqn, "sb3"),
+    Entry("CartPole-v1", "SB3-PPO", make_sb3_ppo, "sb3"),
+]
+
+
+# ---------------------------------------------------------------------------------- one run
+
+
+class _Evaluator:
+    """Evaluate every ``every`` steps; keeps the curve and the time spent evaluating."""
+
+    def __init__(self, env_id: str, every: int, n_episodes: int, seed: int) -> None:
+        self.env_id, self.every, self.n_episodes, self.seed = env_id, every, n_episodes, seed
+        self.next = every
+        self.curve: list[tuple[int, float]] = []
+        self.eval_seconds = 0.0
+
+    def maybe(self, model: Any, timesteps: int) -> None:
+        if timesteps < self.next:
+            return
+        self.next = (timesteps // self.every + 1) * self.every
+        self.curve.append((int(timesteps), self.evaluate(model)))
+
+    def evaluate(self, model: Any, perturb: dict[str, float] | None = None) -> float:
+        from riskrl import evaluate
+
+        t = time.perf_counter()
+        result = evaluate(
+            model, self.env_id, self.n_episodes, seed=self.seed, perturb=perturb, bootstrap=False
+        )
+        self.eval_seconds += time.perf_counter() - t
+        return float(result.mean)
+
+
+def run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict[str, Any]:
+    """Train one (entry, seed), return its curve, final returns and wall-clock."""
+    import torch
+
+    torch.set_num_threads(1)
+    ev = _Evaluator(entry.env_id, eval_every, eval_episodes, seed=10_000 + seed)
+    t0 = time.perf_counter()
+    model = entry.factory(entry.env_id, seed, steps)
+    if entry.kind == "riskrl":
+        from riskrl.agents import BaseCallback
+
+        class Curve(BaseCallback):
+            def on_step(self, agent: Any) -> bool:
+                ev.maybe(agent, agent.num_timesteps)
+                return True
+
+        model.learn(steps, callback=Curve())
+    else:
+        from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
+
+        class SB3Curve(SB3Callback):
+            def _on_step(self) -> bool:
+                ev.maybe(self.model, self.num_timesteps)
+                return True
+
+        model.learn(steps, callback=SB3Curve())
+    train_seconds = time.perf_counter() - t0 - ev.eval_seconds
+    if not ev.curve or ev.curve[-1][0] < steps:
+        ev.curve.append((steps, ev.evaluate(model)))
+    final = ev.curve[-1][1]
+    shift = SHIFTS.get(entry.env_id)
+    shifted = ev.evaluate(model, perturb=shift) if shift else None
+    threshold = 500.0 if entry.env_id == "CartPole-v1" else None
+    first = next((t for t, r in ev.curve if threshold is not None and r >= threshold), None)
+    return {
+        "env_id": entry.env_id,
+        "algo": entry.algo,
+        "seed": seed,
+        "steps": steps,
+        "curve": ev.curve,
+        "final_return": final,
+        "best_return": max(r for _, r in ev.curve),
+        "shifted_return": shifted,
+        "shift": shift,
+        "first_step_at_500": first,
+        "train_seconds": train_seconds,
+    }
+
+
+# ---------------------------------------------------------------------------------- reporting
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "-"
+    a = np.asarray(values, dtype=float)
+    return f"{a.mean():.1f} ± {a.std():.1f}"
+
+
+def write_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
+    lines = [
+        "# Agents benchmark: riskrl vs stable-baselines3",
+        "",
+        f"Budget {args.steps} environment steps per run, seeds {sorted({r['seed'] for r in rows})}, "
+        f"evaluation every {args.eval_every} steps on {args.eval_episodes} episodes (greedy, "
+        "risk_tolerance 0 for riskrl agents), one torch thread per run on a shared 2-core CPU. "
+        "`mean ± std` over seeds. Final = at the budget; best = best point of the learning curve; "
+        "shifted = final policy on shifted dynamics. 'reached 500' = runs whose evaluation mean hit "
+        "500 at some point of the curve (CartPole-v1's maximum).",
+        "",
+        "| env | algo | runs | final return | best return | shifted return | reached 500 "
+        "(median first step) | train s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["env_id"], r["algo"]), []).append(r)
+    for (env_id, algo), rs in groups.items():
+        firsts = [r["first_step_at_500"] for r in rs if r["first_step_at_500"] is not None]
+        reached = f"{len(firsts)}/{len(rs)}" + (f" ({int(np.median(firsts))})" if firsts else "")
+        shifted = [r["shifted_return"] for r in rs if r["shifted_return"] is not None]
+        lines.append(
+            f"| {env_id} | {algo} | {len(rs)} | {_fmt([r['final_return'] for r in rs])} | "
+            f"{_fmt([r['best_return'] for r in rs])} | {_fmt(shifted)} | {reached} | "
+            f"{_fmt([r['train_seconds'] for r in rs])} |"
+        )
+    lines += ["", "Per seed (final / best / shifted / first step at 500 / train s):", ""]
+    for (env_id, algo), rs in groups.items():
+        per = "; ".join(
+            f"seed {r['seed']}: {r['final_return']:.0f} / {r['best_return']:.0f} / "
+            f"{r['shifted_return'] if r['shifted_return'] is None else round(r['shifted_return'])} / "
+            f"{r['first_step_at_500']} / {r['train_seconds']:.0f}"
+            for r in sorted(rs, key=lambda r: r["seed"])
+        )
+        lines.append(f"- {env_id} {algo}: {per}")
+    notes = [
+        f"- {algo}: the zoo budget is {budget} steps; here it had {args.steps}."
+        for algo, budget in ZOO_BUDGETS.items()
+        if any(r["algo"] == algo for r in rows) and budget > args.steps
+    ]
+    if notes:
+        lines += ["", "Notes:", "", *notes]
+    if args.notes:
+        lines += ["", args.notes]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    envs = sorted({r["env_id"] for r in rows})
+    fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
+    for ax, env_id in zip(axes[0], envs):
+        algos = sorted({r["algo"] for r in rows if r["env_id"] == env_id})
+        for algo in algos:
+            rs = [r for r in rows if r["env_id"] == env_id and r["algo"] == algo]
+            steps = sorted({t for r in rs for t, _ in r["curve"]})
+            # each seed's curve, interpolated on the common step grid
+            ys = np.array([np.interp(steps, *zip(*r["curve"])) for r in rs])
+            m, s = ys.mean(0), ys.std(0)
+            ax.plot(steps, m, label=f"{algo} ({len(rs)} seeds)")
+            ax.fill_between(steps, m - s, m + s, alpha=0.2)
+        ax.set_title(env_id)
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel("evaluation return")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=25_000)
+    parser.add_argument("--eval-every", type=int, default=2_500)
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
+    parser.add_argument("--algos", default="", help="comma-separated algo names (default: all)")
+    parser.add_argument("--envs", default="", help="comma-separated env ids (default: all)")
+    parser.add_argument("--quick", action="store_true", help="2 seeds, 3000 steps, 5 eval episodes")
+    parser.add_argument("--out", default="bench_agents", help="file stem under experiments/results")
+    parser.add_argument("--notes", default="", help="free text appended to the markdown")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the runs already in the output JSON (those not re-run here) and add these",
+    )
+    parser.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated result JSONs (e.g. from runs on different machines): train nothing, "
+        "write the combined report under --out",
+    )
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merged: list[dict[str, Any]] = []
+        for name in args.merge.split(","):
+            data = json.loads(Path(name).read_text())
+            merged.extend(data["runs"])
+            for key in ("steps", "eval_every", "eval_episodes"):
+                setattr(args, key, data["args"][key])
+        (RESULTS / f"{args.out}.json").write_text(json.dumps({"args": vars(args), "runs": merged}, indent=1))
+        write_markdown(merged, args, RESULTS / f"{args.out}.md")
+        plot_curves(merged, RESULTS / f"{args.out}_curves.png")
+        print(f"merged {len(merged)} runs into {args.out}.json/.md/_curves.png")
+        return
+    if args.quick:
+        args.seeds, args.steps, args.eval_every, args.eval_episodes = 2, 3_000, 1_000, 5
+    runs = [
+        e
+        for e in RUNS
+        if (not args.algos or e.algo in args.algos.split(","))
+        and (not args.envs or e.env_id in args.envs.split(","))
+    ]
+    jobs = [(e, seed) for e in runs for seed in range(args.seeds)]
+    json_path = RESULTS / f"{args.out}.json"
+    rows: list[dict[str, Any]] = []
+    if args.append and json_path.exists():
+        planned = {(e.env_id, e.algo, seed) for e, seed in jobs}
+        old = json.loads(json_path.read_text())["runs"]
+        rows = [r for r in old if (r["env_id"], r["algo"], r["seed"]) not in planned]
+
+    def done(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(
+            f"{row['env_id']} {row['algo']} seed {row['seed']}: final {row['final_return']:.1f} "
+            f"best {row['best_return']:.1f} shifted {row['shifted_return']} "
+            f"first@500 {row['first_step_at_500']} ({row['train_seconds']:.0f}s)",
+            flush=True,
+        )
+        json_path.write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
+
+    if args.workers <= 1:
+        for e, seed in jobs:
+            done(run_one(e, seed, args.steps, args.eval_every, args.eval_episodes))
+    else:
+        with ProcessPoolExecutor(args.workers) as pool:
+            futures = [
+                pool.submit(run_one, e, seed, args.steps, args.eval_every, args.eval_episodes)
+                for e, seed in jobs
+            ]
+            for f in futures:
+                done(f.result())
+    write_markdown(rows, args, RESULTS / f"{args.out}.md")
+    plot_curves(rows, RESULTS / f"{args.out}_curves.png")
+    print(f"wrote {json_path}, {args.out}.md, {args.out}_curves.png")
+
+
+if __name__ == "__main__":
+    main()
