@@ -19,6 +19,7 @@ Design (see ``../shared/DESIGN.md``, section "Environments"):
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -76,7 +77,10 @@ class TorchVectorEnv(VectorEnv):
         max_episode_steps: truncation horizon (defaults to the registered gymnasium spec's).
         validate_actions: check action ranges / NaNs (needs a host sync per step). ``False`` is the no-sync
             fast path; shapes and dtypes are always checked (metadata only, no sync).
-        compile: fuse the step with ``torch.compile`` (falls back to eager with a warning on failure).
+        compile: fuse the step with ``torch.compile`` into one C++ (or Triton) kernel; the fast path for
+            batches of hundreds of envs and more (~4x eager at 4096 CartPoles on one CPU thread, about 5 s
+            to compile per shape). Falls back to eager with a warning on failure. Off by default so that
+            small / short-lived envs pay no compile time.
         **params: physical parameters and ``obs_noise_std`` / ``action_noise_std``, as in :meth:`perturb`.
 
     ``step`` returns ``(obs (N, obs_dim), reward (N,), terminated (N,) bool, truncated (N,) bool, info)``;
@@ -208,7 +212,7 @@ class TorchVectorEnv(VectorEnv):
         self._core_fn = self._core
         self._compiled = False
         if compile:
-            self._core_fn = torch.compile(self._core_fast, dynamic=False)
+            self._core_fn = torch.compile(self._private_core_fast(), dynamic=False)
             self._compiled = True
 
     # --- parameters ----------------------------------------------------------------------------------
@@ -382,6 +386,18 @@ class TorchVectorEnv(VectorEnv):
             info["final_info"] = {}
             info["_final_info"] = done
         return self._noisy_obs(obs), reward, term, trunc, info
+
+    def _private_core_fast(self) -> Any:
+        """:meth:`_core_fast` bound to this env through a private copy of its code object.
+
+        Dynamo keys its compile cache on the code object and guards on ``self``, so with the shared method
+        every new compiled env is a recompilation of the same frame; after ``recompile_limit`` (8) envs in
+        one process dynamo silently gave up and ran eager *plus* its own overhead (~3x slower than eager).
+        A per-env code object gives each env its own cache entry.
+        """
+        f = type(self)._core_fast
+        g = types.FunctionType(f.__code__.replace(), f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+        return types.MethodType(g, self)
 
     def _core_fast(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
         """:meth:`_core` for ``torch.compile``: flags come back (and ``prev_done`` is kept) as uint8."""

@@ -451,3 +451,18 @@ def test_compiled_step_matches_eager_all_envs(cls: type[TorchVectorEnv], mode: A
     )
     for x, y in zip(eager.step(a)[:4], comp.step(a)[:4]):
         torch.testing.assert_close(y, x)
+
+
+@pytest.mark.slow
+def test_many_compiled_envs_stay_compiled() -> None:
+    """More compiled envs in one process than dynamo's recompile limit (8) must each still get compiled."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    before = counters["stats"]["unique_graphs"]
+    limit = int(torch._dynamo.config.recompile_limit)
+    for _ in range(limit + 2):
+        env = CartPoleVecEnv(num_envs=3, compile=True)
+        env.reset(seed=0)
+        env.step(torch.tensor([0, 1, 1]))
+    assert counters["stats"]["unique_graphs"] - before >= limit + 2
