@@ -1,0 +1,165 @@
+"""BayesMPC vs stable-baselines3 SAC / PPO on continuous control, at equal environment-step budgets.
+
+This adds the model-based entries to ``experiments/bench_agents.py`` (same runner, same evaluation
+with :func:`riskrl.evaluate` on riskrl's batched envs, same JSON / markdown / PNG output) and runs
+them through its command line:
+
+* Pendulum-v1: BayesMPC (risk-neutral) vs SAC and PPO with rl-baselines3-zoo hyperparameters;
+  shifted dynamics = pendulum mass x1.3.
+* MountainCarContinuous-v0: BayesMPC with an optimistic ``risk_tolerance`` (plans scored by
+  ``mean + |k| * std`` of the predicted return: an exploration bonus where the model is unsure) vs
+  SAC (zoo hyperparameters); shifted dynamics = engine power x0.85.
+
+Usage:  python experiments/bench_agents_mpc.py --envs Pendulum-v1 --steps 5000 --seeds 3 \
+            --eval-every 1000 --eval-episodes 5 --out bench_agents_mpc_pendulum
+        python experiments/bench_agents_mpc.py --envs MountainCarContinuous-v0 --steps 10000 ...
+(all flags are ``bench_agents.py``'s; ``--algos`` picks e.g. ``BayesMPC,SB3-SAC``), and
+        python experiments/bench_agents_mpc.py --merge OUT "notes" a.json b.json  (one report from
+        several runs, e.g. one process per algorithm on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_agents as bench
+
+# BayesMPC defaults that matter for these runs (see riskrl.agents.BayesMPCConfig for the rest).
+PENDULUM_MPC: dict[str, Any] = {
+    "learning_starts": 200,  # one random episode
+    "train_freq": 200,  # retrain once per episode
+    "horizon": 15,
+    "population": 200,
+    "n_elites": 20,
+    "cem_iterations": 3,
+    "n_particles": 5,
+}
+MCC_MPC: dict[str, Any] = {
+    "learning_starts": 1000,
+    "train_freq": 1000,
+    "horizon": 30,
+    "population": 150,
+    "n_elites": 15,
+    "cem_iterations": 3,
+    "n_particles": 5,
+}
+MCC_OPTIMISM = -5.0
+
+
+def make_bayes_mpc(
+    env_id: str, seed: int, total_steps: int, risk_tolerance: float = 0.0, **hyperparams: Any
+) -> Any:
+    from riskrl.agents import BayesMPC
+
+    return BayesMPC(env_id, risk_tolerance=risk_tolerance, seed=seed, **hyperparams)
+
+
+def make_sb3_sac(env_id: str, seed: int, total_steps: int) -> Any:
+    """rl-baselines3-zoo hyperparams/sac.yml for Pendulum-v1 and MountainCarContinuous-v0."""
+    from stable_baselines3 import SAC
+
+    if env_id == "Pendulum-v1":
+        kwargs: dict[str, Any] = {"learning_rate": 1e-3}
+    elif env_id == "MountainCarContinuous-v0":
+        kwargs = {
+            "learning_rate": 3e-4,
+            "buffer_size": 50_000,
+            "batch_size": 512,
+            "ent_coef": 0.1,
+            "train_freq": 32,
+            "gradient_steps": 32,
+            "gamma": 0.9999,
+            "tau": 0.01,
+            "learning_starts": 0,
+            "use_sde": True,
+            "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]},
+        }
+    else:
+        raise ValueError(f"no zoo hyperparameters recorded here for SAC on {env_id}")
+    return SAC("MlpPolicy", env_id, seed=seed, device="cpu", verbose=0, **kwargs)
+
+
+def make_sb3_ppo_pendulum(env_id: str, seed: int, total_steps: int) -> Any:
+    """rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1 (4 envs, gSDE)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = make_vec_env(env_id, n_envs=4, seed=seed)
+    return PPO(
+        "MlpPolicy",
+        env,
+        n_steps=1024,
+        gae_lambda=0.95,
+        gamma=0.9,
+        n_epochs=10,
+        ent_coef=0.0,
+        learning_rate=1e-3,
+        clip_range=0.2,
+        use_sde=True,
+        sde_sample_freq=4,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
+
+
+MPC_RUNS = [
+    bench.Entry("Pendulum-v1", "BayesMPC", functools.partial(make_bayes_mpc, **PENDULUM_MPC), "riskrl"),
+    bench.Entry("Pendulum-v1", "SB3-SAC", make_sb3_sac, "sb3"),
+    bench.Entry("Pendulum-v1", "SB3-PPO", make_sb3_ppo_pendulum, "sb3"),
+    bench.Entry(
+        "MountainCarContinuous-v0",
+        f"BayesMPC(k={MCC_OPTIMISM:g})",
+        functools.partial(make_bayes_mpc, risk_tolerance=MCC_OPTIMISM, **MCC_MPC),
+        "riskrl",
+    ),
+    bench.Entry(
+        "MountainCarContinuous-v0", "BayesMPC(k=0)", functools.partial(make_bayes_mpc, **MCC_MPC), "riskrl"
+    ),
+    bench.Entry("MountainCarContinuous-v0", "SB3-SAC", make_sb3_sac, "sb3"),
+]
+
+
+def register() -> None:
+    """Add the BayesMPC entries, shifts and zoo budgets to ``bench_agents`` (idempotent)."""
+    have = {(e.env_id, e.algo) for e in bench.RUNS}
+    bench.RUNS.extend(e for e in MPC_RUNS if (e.env_id, e.algo) not in have)
+    bench.SHIFTS.setdefault("Pendulum-v1", {"m": 1.3})
+    bench.SHIFTS.setdefault("MountainCarContinuous-v0", {"power": 0.0015 * 0.85})
+    bench.ZOO_BUDGETS.setdefault("SB3-SAC", 20_000)
+    bench.ZOO_BUDGETS.setdefault("SB3-PPO", 100_000)
+
+
+register()
+
+
+def merge(paths: list[str], out: str, notes: str = "") -> None:
+    """Combine the JSON of several runs of this script (e.g. one process per algorithm) into one report."""
+    import argparse
+    import json
+
+    rows: list[dict[str, Any]] = []
+    args: dict[str, Any] = {}
+    for p in paths:
+        data = json.loads(Path(p).read_text())
+        args = {**data["args"], **args}
+        rows += data["runs"]
+    ns = argparse.Namespace(**{**args, "notes": notes, "out": out})
+    (bench.RESULTS / f"{out}.json").write_text(json.dumps({"args": vars(ns), "runs": rows}, indent=1))
+    bench.write_markdown(rows, ns, bench.RESULTS / f"{out}.md")
+    bench.plot_curves(rows, bench.RESULTS / f"{out}_curves.png")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--merge"]:
+        # python experiments/bench_agents_mpc.py --merge OUT "NOTES" a.json b.json ...
+        merge(sys.argv[4:], sys.argv[2], sys.argv[3])
+        sys.exit(0)
+    if "--envs" not in sys.argv:
+        sys.argv += ["--envs", "Pendulum-v1,MountainCarContinuous-v0"]
+    bench.main()
