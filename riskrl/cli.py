@@ -284,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(risk_tolerance > 0 averse, 0 neutral, < 0 optimistic).",
     )
     parser.add_argument("--version", action="version", version=f"riskrl {__version__}")
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads (default: 1; riskrl's small networks gain little from more, and on a "
+        "busy CPU extra threads can be many times slower)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -381,6 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from riskrl.sweep import Perturbation
 
         args.shift = Perturbation("shifted", {})
+    import torch
+
+    torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except (UsageError, ValueError, FileNotFoundError, KeyError) as err:

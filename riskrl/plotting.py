@@ -172,12 +172,16 @@ def plot_training_curve(
     episodes_csv: str | Path, path: str | Path | None = None, ax: Axes | None = None, title: str | None = None
 ):
     """Training-episode returns (and a moving average) from a run's ``episodes.csv``."""
+    import csv
+
     import numpy as np
 
-    data = np.genfromtxt(episodes_csv, delimiter=",", names=True, ndmin=1)
+    with open(episodes_csv, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    steps = np.array([float(r["timestep"]) for r in rows])
+    returns = np.array([float(r["return"]) for r in rows])
     fig, ax = _figure(ax)
-    if data.size:
-        steps, returns = np.atleast_1d(data["timestep"]), np.atleast_1d(data["return"])
+    if returns.size:
         ax.plot(steps, returns, ".", alpha=0.35, label="episode return")
         w = max(1, min(20, returns.size // 5))
         if returns.size >= w:
