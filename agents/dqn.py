@@ -356,7 +356,7 @@ class BayesDQN(Agent):
         if self._n_updates % cfg.target_update_interval == 0:
             self._update_target()
         if self._logger is not None and self._n_updates % 100 == 0:
-            self.log_scalar("train/loss", float(loss))
+            self.log_scalar("train/loss", float(loss.detach()))
 
     @torch.no_grad()
     def _update_target(self) -> None:
