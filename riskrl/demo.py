@@ -31,8 +31,8 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    steps = 6_000 if quick else 20_000
-    seeds = (0, 1) if quick else (0, 1, 2, 3)
+    steps = 5_000 if quick else 15_000
+    seeds = (0, 1) if quick else (0, 1, 2)
     cfg = BenchConfig(
         env_id="CartPole-v1",
         algos=("BayesDQN", "sb3:DQN"),
