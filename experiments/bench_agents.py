@@ -52,54 +52,17 @@ def make_bayes_dqn(env_id: str, seed: int, total_steps: int, **hyperparams: Any)
 
 
 def make_sb3_dqn(env_id: str, seed: int, total_steps: int) -> Any:
-    """rl-baselines3-zoo hyperparams/dqn.yml, CartPole-v1."""
-    from stable_baselines3 import DQN
+    """rl-baselines3-zoo hyperparams/dqn.yml (riskrl.benchmark.SB3_ZOO), on gymnasium's env."""
+    from riskrl.benchmark import make_sb3_model
 
-    return DQN(
-        "MlpPolicy",
-        env_id,
-        learning_rate=2.3e-3,
-        batch_size=64,
-        buffer_size=100_000,
-        learning_starts=1000,
-        gamma=0.99,
-        target_update_interval=10,
-        train_freq=256,
-        gradient_steps=128,
-        exploration_fraction=0.16,
-        exploration_final_eps=0.04,
-        policy_kwargs={"net_arch": [256, 256]},
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
-
-
-def _linear(start: float) -> Callable[[float], float]:
-    return lambda progress_remaining: progress_remaining * start
+    return make_sb3_model("DQN", env_id, seed)
 
 
 def make_sb3_ppo(env_id: str, seed: int, total_steps: int) -> Any:
-    """rl-baselines3-zoo hyperparams/ppo.yml, CartPole-v1 (8 envs, linear lr and clip schedules)."""
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
+    """rl-baselines3-zoo hyperparams/ppo.yml (8 envs, linear lr and clip schedules), on gymnasium's env."""
+    from riskrl.benchmark import make_sb3_model
 
-    env = make_vec_env(env_id, n_envs=8, seed=seed)
-    return PPO(
-        "MlpPolicy",
-        env,
-        n_steps=32,
-        batch_size=256,
-        gae_lambda=0.8,
-        gamma=0.98,
-        n_epochs=20,
-        ent_coef=0.0,
-        learning_rate=_linear(1e-3),
-        clip_range=_linear(0.2),
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return make_sb3_model("PPO", env_id, seed)
 
 
 @dataclass(frozen=True)

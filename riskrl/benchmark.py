@@ -21,9 +21,10 @@ import numpy as np
 
 from riskrl.sweep import Perturbation
 
-__all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "run_bench_job"]
+__all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "make_sb3_model", "run_bench_job"]
 
-# rl-baselines3-zoo hyperparameters (hyperparams/*.yml), as (n_envs, constructor kwargs).
+# rl-baselines3-zoo hyperparameters (hyperparams/*.yml), as (n_envs, constructor kwargs). A string
+# "lin_X" is the zoo's linear schedule from X down to 0 over training.
 SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
     ("DQN", "CartPole-v1"): (
         1,
@@ -50,8 +51,8 @@ SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
             gamma=0.98,
             n_epochs=20,
             ent_coef=0.0,
-            learning_rate=1e-3,
-            clip_range=0.2,
+            learning_rate="lin_0.001",
+            clip_range="lin_0.2",
         ),
     ),
     ("A2C", "CartPole-v1"): (8, dict(ent_coef=0.0)),
@@ -91,6 +92,32 @@ SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
         ),
     ),
 }
+
+
+def _linear_schedule(start: float) -> Any:
+    return lambda progress_remaining: progress_remaining * start
+
+
+def make_sb3_model(algo: str, env_id: str, seed: int, env: Any = None) -> Any:
+    """A stable-baselines3 ``algo`` ("DQN", "PPO", "SAC", ...) with the zoo hyperparameters for
+    ``env_id``. ``env`` defaults to gymnasium's own env (``make_vec_env`` with the zoo's n_envs);
+    pass e.g. ``SB3VecEnv(make_vec(env_id, n, autoreset_mode=SAME_STEP))`` to train on riskrl's envs.
+    """
+    import stable_baselines3 as sb3
+
+    if (algo, env_id) not in SB3_ZOO:
+        known = sorted(f"{a} on {e}" for a, e in SB3_ZOO)
+        raise ValueError(f"no zoo hyperparameters for {algo} on {env_id}; known: {known}")
+    n_envs, kwargs = SB3_ZOO[(algo, env_id)]
+    kwargs = {
+        k: _linear_schedule(float(v[4:])) if isinstance(v, str) and v.startswith("lin_") else v
+        for k, v in kwargs.items()
+    }
+    if env is None:
+        from stable_baselines3.common.env_util import make_vec_env
+
+        env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    return getattr(sb3, algo)("MlpPolicy", env, seed=int(seed), device="cpu", verbose=0, **kwargs)
 
 
 @dataclasses.dataclass
@@ -154,17 +181,15 @@ def run_bench_job(
         eval_seconds += time.perf_counter() - t0
 
     if algo.startswith("sb3:"):
-        import stable_baselines3 as sb3
+        from gymnasium.vector import AutoresetMode
         from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
 
         from riskrl.envs import SB3VecEnv, make_vec
 
         name = algo[4:]
-        n_envs, kwargs = SB3_ZOO[(name, cfg.env_id)]
-        from gymnasium.vector import AutoresetMode
-
+        n_envs = SB3_ZOO[(name, cfg.env_id)][0]
         venv = SB3VecEnv(make_vec(cfg.env_id, num_envs=n_envs, autoreset_mode=AutoresetMode.SAME_STEP))
-        model = getattr(sb3, name)("MlpPolicy", venv, seed=int(seed), device="cpu", verbose=0, **kwargs)
+        model = make_sb3_model(name, cfg.env_id, seed, env=venv)
 
         class _Curve(SB3Callback):
             def __init__(self) -> None:
