@@ -181,8 +181,9 @@ class TorchVectorEnv(VectorEnv):
         n, dev = self.num_envs, self.device
         kw = {"device": dev}
         self._gen = torch.Generator(device=dev)
-        # Unseeded envs get a seed from torch's global RNG (so torch.manual_seed makes them reproducible).
-        self._gen.manual_seed(int(torch.randint(0, 2**62, (1,)).item()))
+        # Unseeded envs draw fresh OS entropy, like gymnasium's (reset(seed=...) makes them reproducible);
+        # torch's global RNG is never touched, so creating an env does not shift anyone else's draws.
+        self._gen.manual_seed(int(np.random.SeedSequence().entropy % 2**62))
         self._s = torch.zeros(self.state_dim, n, dtype=dtype, **kw)
         self._steps = torch.zeros(n, dtype=torch.int32, **kw)
         # uint8 storage with a bool view: the compiled step reads/writes the uint8 buffer (inductor's

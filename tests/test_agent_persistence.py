@@ -1,0 +1,75 @@
+"""Saved agents: determinism, and clear errors for checkpoints that do not fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from riskrl.agents import BayesDQN, BayesMPC, load_agent
+from riskrl.checkpoint import CheckpointError
+from riskrl.envs import make_vec
+
+TINY = {"learning_starts": 100, "n_members": 3, "hidden": (16, 16)}
+
+
+def _params(agent: BayesDQN) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in agent.q_net.parameters()]
+
+
+def test_same_seed_same_training_different_seed_differs() -> None:
+    a = BayesDQN("CartPole-v1", seed=5, **TINY).learn(400)
+    b = BayesDQN("CartPole-v1", seed=5, **TINY).learn(400)
+    c = BayesDQN("CartPole-v1", seed=6, **TINY).learn(400)
+    assert all(torch.equal(x, y) for x, y in zip(_params(a), _params(b)))
+    assert not all(torch.equal(x, y) for x, y in zip(_params(a), _params(c)))
+
+
+def test_training_does_not_touch_global_rng() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    BayesDQN("CartPole-v1", seed=1, **TINY).learn(300)
+    assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    agent = BayesDQN("CartPole-v1", seed=0, **TINY).learn(300)
+    return agent.save(tmp_path_factory.mktemp("agent") / "dqn.riskrl")
+
+
+def test_load_agent_dispatches_on_the_recorded_class(saved: Path) -> None:
+    agent = load_agent(saved, risk_tolerance=1.5)
+    assert isinstance(agent, BayesDQN) and agent.risk_tolerance == 1.5 and agent.num_timesteps == 300
+
+
+def test_env_with_other_spaces_is_refused(saved: Path) -> None:
+    with pytest.raises(ValueError, match="observation_space"):
+        BayesDQN.load(saved, env=make_vec("Acrobot-v1"))
+
+
+def test_other_agent_class_is_refused(saved: Path) -> None:
+    with pytest.raises(CheckpointError, match="BayesMPC"):
+        BayesMPC.load(saved)
+
+
+def test_truncated_agent_checkpoint(saved: Path, tmp_path: Path) -> None:
+    data = saved.read_bytes()
+    (tmp_path / "cut.riskrl").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError):
+        load_agent(tmp_path / "cut.riskrl")
+
+
+def test_bad_overrides_and_learn_arguments(saved: Path) -> None:
+    with pytest.raises(ValueError, match="only overrides risk_tolerance"):
+        BayesDQN.load(saved, gamma=0.5)
+    with pytest.raises(ValueError, match="risk_tolerance"):
+        load_agent(saved, risk_tolerance=float("inf"))
+    agent = load_agent(saved)
+    for bad in (-1, 2.5, "10"):
+        with pytest.raises(ValueError, match="total_timesteps"):
+            agent.learn(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="checkpoint_dir"):
+        agent.learn(10, checkpoint_every=5)
