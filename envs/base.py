@@ -278,8 +278,8 @@ class TorchVectorEnv(VectorEnv):
         self._needs_reset = False
 
     def get_obs(self) -> torch.Tensor:
-        """Observation ``(N, obs_dim)`` of the current state (no noise)."""
-        return self._obs_from_state(self._s).to(self.dtype).contiguous()
+        """Observation ``(N, obs_dim)`` of the current state (no noise); a copy, never a view of the state."""
+        return self._obs_from_state(self._s).to(self.dtype).clone(memory_format=torch.contiguous_format)
 
     # --- reset / step --------------------------------------------------------------------------------
     def reset(
@@ -290,14 +290,20 @@ class TorchVectorEnv(VectorEnv):
             self._gen.manual_seed(int(seed))
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
-        if options:
-            self._set_reset_bounds(*self._parse_reset_options(options))
-        # A fresh key for the autoreset hash RNG, drawn from the seeded generator.
+        # A fresh key for the autoreset hash RNG, drawn from the (seeded) generator, and a fresh count.
         self._key.fill_(int(torch.randint(0, 2**31, (1,), generator=self._gen, device=self.device).item()))
+        self._counter.zero_()
         u = torch.rand(
             self.state_dim, self.num_envs, generator=self._gen, device=self.device, dtype=self.dtype
         )
-        init = self._initial_state(u)
+        if options:
+            # As in gymnasium, options shape this reset only; autoresets keep the default bounds.
+            defaults = (self._rlo, self._rspan)
+            self._set_reset_bounds(*self._parse_reset_options(options))
+            init = self._initial_state(u)
+            self._rlo, self._rspan = defaults
+        else:
+            init = self._initial_state(u)
         if mask is None:
             self._s.copy_(init)
             self._steps.zero_()

@@ -466,3 +466,34 @@ def test_many_compiled_envs_stay_compiled() -> None:
         env.reset(seed=0)
         env.step(torch.tensor([0, 1, 1]))
     assert counters["stats"]["unique_graphs"] - before >= limit + 2
+
+
+def test_reset_obs_is_not_a_view_of_the_state() -> None:
+    from riskrl.envs import make_vec
+
+    env = make_vec("CartPole-v1", num_envs=1)
+    obs, _ = env.reset(seed=0)
+    before = obs.clone()
+    env.step(torch.tensor([1]))
+    assert torch.equal(obs, before)
+
+
+def test_reset_seed_makes_autoresets_reproducible_and_options_apply_once() -> None:
+    from riskrl.envs import make_vec
+
+    env = make_vec("CartPole-v1", num_envs=3)
+
+    def lengths() -> list[int]:
+        env.reset(seed=0)
+        out = []
+        for _ in range(200):
+            _, _, _, _, info = env.step(torch.zeros(3, dtype=torch.int64))
+            out += info["episode"]["l"][info["_episode"]].tolist()
+        return out
+
+    first = lengths()
+    assert lengths() == first  # the autoreset stream restarts with the seed
+    obs, _ = env.reset(seed=0, options={"low": 0.04, "high": 0.05})
+    assert bool(((obs >= 0.04) & (obs <= 0.05)).all())
+    obs, _ = env.reset(seed=0)
+    assert bool((obs < 0.04).any())  # the next reset is back to gymnasium's default bounds
