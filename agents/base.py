@@ -185,6 +185,10 @@ class Agent(ABC):
     def _load_training_state(self, state: dict[str, Any]) -> None:
         return None
 
+    def _draw_seed(self) -> int:
+        """A fresh integer seed from the agent's generator (on the agent's device)."""
+        return int(torch.randint(0, 2**62, (1,), generator=self.rng, device=self.device).item())
+
     # ------------------------------------------------------------------ public API
 
     def learn(

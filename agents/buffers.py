@@ -43,6 +43,8 @@ class ReplayBuffer:
     def add(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor) -> None:
         """Add ``B`` transitions (leading dimension ``B`` on every argument)."""
         n = obs.shape[0]
+        if n > self.capacity:
+            raise ValueError(f"cannot add {n} transitions at once to a buffer of capacity {self.capacity}")
         idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
         self.obs[idx] = obs.to(self.obs.dtype)
         self.next_obs[idx] = next_obs.to(self.obs.dtype)

@@ -198,7 +198,7 @@ class BayesDQN(Agent):
             0, self._n_particles, (n_env,), device=self.device, generator=self.rng
         )
         # Seed of the frozen posterior draw explored with (bbb / mc_dropout; redrawn at episode ends).
-        self._pool_seed = int(torch.randint(0, 2**62, (1,), generator=self.rng).item())
+        self._pool_seed = self._draw_seed()
         # NEXT_STEP autoreset: the step after a done returns a reset obs and is not a transition.
         self._skip = torch.zeros(n_env, dtype=torch.bool, device=self.device)
         mode = getattr(self.env, "metadata", {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
@@ -228,7 +228,7 @@ class BayesDQN(Agent):
         q = self._q_particles(obs)
         mean = q.mean(0)
         std = q.std(0, correction=0) if q.shape[0] > 1 else torch.zeros_like(mean)
-        return lcb(mean, std, risk_tolerance), mean, std
+        return lcb(mean, std, risk_tolerance, check_std=False), mean, std
 
     # ------------------------------------------------------------------ acting
 
@@ -237,7 +237,7 @@ class BayesDQN(Agent):
             score, _, _ = self._scores(obs, self.risk_tolerance)
             return score.argmax(-1) + self.action_start
         # A posterior sample per observation (Thompson sampling).
-        q = self._q_particles(obs, seed=int(torch.randint(0, 2**62, (1,), generator=self.rng).item()))
+        q = self._q_particles(obs, seed=self._draw_seed())
         idx = torch.randint(0, q.shape[0], (obs.shape[0],), device=self.device, generator=self.rng)
         return q[idx, torch.arange(obs.shape[0], device=self.device)].argmax(-1) + self.action_start
 
@@ -279,7 +279,7 @@ class BayesDQN(Agent):
         fresh = torch.randint(0, self._n_particles, mask.shape, device=self.device, generator=self.rng)
         self._thompson_idx = torch.where(mask, fresh, self._thompson_idx)
         if self.config.family != "ensemble":
-            self._pool_seed = int(torch.randint(0, 2**62, (1,), generator=self.rng).item())
+            self._pool_seed = self._draw_seed()
 
     # ------------------------------------------------------------------ collecting and training
 
@@ -394,8 +394,10 @@ class BayesDQN(Agent):
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
-        self._thompson_idx = state["thompson_idx"].to(self.device)
         self._pool_seed = int(state["pool_seed"])
-        self._skip = state["skip"].to(device=self.device, dtype=torch.bool)
+        if state["skip"].shape[0] == self.env.num_envs:
+            self._thompson_idx = state["thompson_idx"].to(self.device)
+            self._skip = state["skip"].to(device=self.device, dtype=torch.bool)
+        # else: resumed on an env with another num_envs; keep the fresh per-env state from _setup.
         self._n_calls = int(state["n_calls"])
         self._n_updates = int(state["n_updates"])

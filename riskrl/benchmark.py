@@ -8,6 +8,7 @@ end under nominal and shifted dynamics. SB3 algorithms use rl-baselines3-zoo hyp
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -108,10 +109,11 @@ def make_sb3_model(algo: str, env_id: str, seed: int, env: Any = None) -> Any:
     if (algo, env_id) not in SB3_ZOO:
         known = sorted(f"{a} on {e}" for a, e in SB3_ZOO)
         raise ValueError(f"no zoo hyperparameters for {algo} on {env_id}; known: {known}")
-    n_envs, kwargs = SB3_ZOO[(algo, env_id)]
+    n_envs, zoo = SB3_ZOO[(algo, env_id)]
+    zoo = copy.deepcopy(zoo)  # SB3 writes into policy_kwargs; keep the table pristine
     kwargs = {
         k: _linear_schedule(float(v[4:])) if isinstance(v, str) and v.startswith("lin_") else v
-        for k, v in kwargs.items()
+        for k, v in zoo.items()
     }
     if env is None:
         from stable_baselines3.common.env_util import make_vec_env
@@ -166,10 +168,15 @@ def run_bench_job(
     """Train ``algo`` with ``seed``; return its learning curve, final results and wall-clock.
 
     With ``checkpoint_dir`` a trained riskrl agent is saved there as ``<algo>_seed<seed>.riskrl``.
+    Runs on one torch thread.
     """
-    import torch
+    from riskrl.sweep import one_torch_thread
 
-    torch.set_num_threads(1)
+    with one_torch_thread():
+        return _run_bench_job(cfg, algo, seed, checkpoint_dir)
+
+
+def _run_bench_job(cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str | None) -> dict[str, Any]:
     curve: list[dict[str, float]] = []
     start = time.perf_counter()
     eval_seconds = 0.0

@@ -106,12 +106,9 @@ def bootstrap_ci(returns: np.ndarray, alpha: float, seed: int | None, n_resample
         v = float(returns[0])
         return {"mean": (v, v), "iqm": (v, v), "cvar": (v, v)}
     rng = np.random.default_rng(seed)
-    k = alpha * returns.size
 
     def cvar_np(x: np.ndarray, axis: int = -1) -> np.ndarray:
-        s = np.sort(x, axis=axis)
-        w = np.clip(k - np.arange(x.shape[axis]), 0.0, 1.0)
-        return (s * w).sum(axis=axis) / k
+        return _cvar(torch.from_numpy(np.asarray(x, dtype=np.float64)), alpha, dim=axis).numpy()
 
     out = {}
     for name, fn in (
@@ -195,7 +192,9 @@ def evaluate(
         n_episodes: number of complete episodes to count.
         seed: seeds the environment's resets.
         num_envs: parallel envs when ``env`` is an id (default ``min(n_episodes, 1024)``).
-        perturb: physical-parameter changes passed to ``env.perturb`` (e.g. ``{"length": 1.0}``).
+        perturb: physical-parameter changes passed to ``env.perturb`` after the seeded reset (e.g.
+            ``{"length": 1.0}`` or ``{"length": (0.5, 1.5)}`` sampled per env). A given env object
+            keeps the perturbation afterwards.
         alpha: the CVaR tail fraction.
         failure_threshold: an episode with a lower return counts as a failure; default is the
             env spec's ``reward_threshold`` when it has one.
@@ -218,8 +217,6 @@ def evaluate(
         env = make_vec(env, num_envs=int(num_envs), device=device)
     elif num_envs is not None and num_envs != env.num_envs:
         raise ValueError(f"num_envs={num_envs} conflicts with the given env's num_envs={env.num_envs}")
-    if perturb:
-        env.perturb(**dict(perturb))
     if failure_threshold is None:
         failure_threshold = _default_failure_threshold(env)
 
@@ -245,6 +242,10 @@ def evaluate(
         max_steps = (max_quota + 1) * (int(horizon) + 1) + 10
 
     obs, _ = env.reset(seed=seed)
+    if perturb:
+        # Perturb after seeding, so sampled (low, high) parameters are reproducible, then start afresh.
+        env.perturb(**dict(perturb))
+        obs, _ = env.reset()
     for _ in range(int(max_steps)):
         action, std = act(obs)
         obs, reward, terminated, truncated, _info = env.step(action)
@@ -252,7 +253,7 @@ def evaluate(
         live = ~pending_reset if next_step_mode else torch.ones_like(pending_reset)
         active = live & (count < quota)
         if reports_std and std is not None:
-            std_sum += torch.where(active, std.to(torch.float64), 0.0).sum()
+            std_sum += torch.where(active, std.to(device=dev, dtype=torch.float64), 0.0).sum()
             std_count += active.sum()
         ep_return += torch.where(live, torch.as_tensor(reward, device=dev).to(torch.float64), 0.0)
         ep_length += live.to(torch.int64)

@@ -25,7 +25,9 @@ def validate_risk_tolerance(risk_tolerance: float) -> float:
         raise ValueError(f"risk_tolerance must be a finite number, got {risk_tolerance!r}")
     if isinstance(risk_tolerance, Tensor):
         if risk_tolerance.numel() != 1:
-            raise ValueError(f"risk_tolerance must be a scalar, got a tensor of shape {tuple(risk_tolerance.shape)}")
+            raise ValueError(
+                f"risk_tolerance must be a scalar, got a tensor of shape {tuple(risk_tolerance.shape)}"
+            )
         risk_tolerance = risk_tolerance.item()
     try:
         value = float(risk_tolerance)
@@ -36,14 +38,16 @@ def validate_risk_tolerance(risk_tolerance: float) -> float:
     return value
 
 
-def lcb(mean: Tensor, std: Tensor, risk_tolerance: float) -> Tensor:
+def lcb(mean: Tensor, std: Tensor, risk_tolerance: float, check_std: bool = True) -> Tensor:
     """Risk-adjusted score ``mean - risk_tolerance * std`` (elementwise, broadcasting).
 
     Positive ``risk_tolerance`` penalises uncertainty (a lower confidence bound), zero ignores it,
     negative rewards it (an upper confidence bound, i.e. optimism in the face of uncertainty).
+    ``check_std=False`` skips the non-negativity check of ``std`` (a device-to-host sync), for hot
+    paths whose std comes from the library itself.
     """
     k = validate_risk_tolerance(risk_tolerance)
-    if (std < 0).any():
+    if check_std and bool((std < 0).any()):
         raise ValueError("std must be non-negative")
     if k == 0.0:
         return mean.clone()

@@ -7,10 +7,11 @@ independent and deterministic, so the ``local`` and ``ray`` executors give ident
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -60,7 +61,7 @@ class SweepConfig:
     agent: str = "BayesDQN"
     risk_tolerances: Sequence[float] = (0.0, 0.5, 1.0, 2.0)
     seeds: Sequence[int] = (0, 1, 2)
-    perturbations: Sequence[Perturbation] = (Perturbation(),)
+    perturbations: Sequence[Perturbation] = dataclasses.field(default_factory=lambda: (Perturbation(),))
     total_timesteps: int = 20_000
     n_eval_episodes: int = 100
     eval_seed: int = 10_000
@@ -86,6 +87,19 @@ class SweepConfig:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"perturbations need distinct names, got {names}")
         _agent_class(self.agent)
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run a job on one torch thread (jobs run side by side), restoring the caller's setting after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _agent_class(name: str) -> type:
@@ -146,17 +160,15 @@ def run_sweep_job(config: SweepConfig, seed: int, checkpoint_dir: str | None = N
 
     A top-level function so process pools and Ray can ship it. Uses one torch thread.
     """
-    import torch
-
-    torch.set_num_threads(1)
-    cls = _agent_class(config.agent)
-    start = time.perf_counter()
-    agent = cls(config.env_id, seed=int(seed), device=config.device, **config.agent_kwargs)
-    agent.learn(int(config.total_timesteps))
-    train_seconds = time.perf_counter() - start
-    if checkpoint_dir is not None:
-        agent.save(Path(checkpoint_dir) / f"{config.agent}_seed{seed}.riskrl")
-    return evaluate_grid(agent, config, int(seed), train_seconds)
+    with one_torch_thread():
+        cls = _agent_class(config.agent)
+        start = time.perf_counter()
+        agent = cls(config.env_id, seed=int(seed), device=config.device, **config.agent_kwargs)
+        agent.learn(int(config.total_timesteps))
+        train_seconds = time.perf_counter() - start
+        if checkpoint_dir is not None:
+            agent.save(Path(checkpoint_dir) / f"{config.agent}_seed{seed}.riskrl")
+        return evaluate_grid(agent, config, int(seed), train_seconds)
 
 
 @dataclasses.dataclass

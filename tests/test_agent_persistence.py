@@ -73,3 +73,29 @@ def test_bad_overrides_and_learn_arguments(saved: Path) -> None:
             agent.learn(bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="checkpoint_dir"):
         agent.learn(10, checkpoint_every=5)
+
+
+def test_resume_on_an_env_with_more_envs(saved: Path) -> None:
+    agent = BayesDQN.load(saved, env=make_vec("CartPole-v1", num_envs=3))
+    agent.learn(360, reset_num_timesteps=False)
+    assert agent.num_timesteps >= 360
+
+
+def test_evaluate_perturbation_ranges_are_seeded(saved: Path) -> None:
+    from riskrl import evaluate
+
+    agent = load_agent(saved)
+    runs = [
+        evaluate(agent, "CartPole-v1", n_episodes=20, seed=0, perturb={"length": (0.2, 3.0)})
+        for _ in range(2)
+    ]
+    assert runs[0].returns.tolist() == runs[1].returns.tolist()
+
+
+def test_buffer_refuses_more_than_capacity_at_once() -> None:
+    from riskrl.agents import ReplayBuffer
+
+    buf = ReplayBuffer(4, obs_dim=2)
+    z = torch.zeros(5, 2)
+    with pytest.raises(ValueError, match="capacity"):
+        buf.add(z, torch.zeros(5, dtype=torch.int64), torch.zeros(5), z, torch.zeros(5))
