@@ -26,7 +26,7 @@ from riskrl.risk import validate_risk_tolerance
 from .callbacks import BaseCallback, CallbackList, CheckpointCallback
 from .logger import TrainingLogger
 
-__all__ = ["Agent", "space_to_json"]
+__all__ = ["Agent", "restore_generator", "space_to_json"]
 
 
 def space_to_json(space: gym.Space) -> dict[str, Any]:
@@ -382,7 +382,7 @@ class Agent(ABC):
         training = state.get("training")
         if training is not None:
             training = _to_device(training, agent.device)
-            agent.rng.set_state(training.pop("rng").cpu())
+            restore_generator(agent.rng, training.pop("rng"), fallback_seed=agent.seed + agent.num_timesteps)
             agent.num_timesteps = int(training.pop("num_timesteps"))
             obs = training.pop("obs")
             env_state = training.pop("env")
@@ -398,6 +398,28 @@ class Agent(ABC):
         else:
             agent.num_timesteps = int(meta.get("num_timesteps", 0))
         return agent
+
+
+def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: int) -> bool:
+    """Restore a saved generator state; return False (and reseed) when it cannot be restored.
+
+    A CUDA generator's state cannot be loaded into a CPU generator or the other way round, so a
+    checkpoint moved between devices continues with a fresh, deterministic stream instead.
+    """
+    try:
+        generator.set_state(state.cpu())
+        return True
+    except RuntimeError:
+        import warnings
+
+        warnings.warn(
+            f"checkpoint RNG state is from another device type; reseeding the {generator.device} generator "
+            "(training continues, but not bit-identically)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        generator.manual_seed(int(fallback_seed))
+        return False
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:

@@ -501,7 +501,15 @@ class TorchVectorEnv(VectorEnv):
             buf.copy_(state[name].to(device=buf.device, dtype=buf.dtype))
         self._rlo = state["reset_low"].to(device=self.device, dtype=self.dtype)
         self._rspan = state["reset_span"].to(device=self.device, dtype=self.dtype)
-        self._gen.set_state(state["generator"].cpu())
+        try:
+            self._gen.set_state(state["generator"].cpu())
+        except RuntimeError:  # a state saved on another device type cannot be loaded here
+            warnings.warn(
+                "env generator state is from another device type; reseeding from the saved key",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self._gen.manual_seed(int(state["key"]))
         for group, saved in ((self.params, state["params"]), (self.noise, state["noise"])):
             if set(saved) != set(group):
                 raise ValueError(f"saved env parameters {sorted(saved)} do not match {sorted(group)}")

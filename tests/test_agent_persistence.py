@@ -99,3 +99,16 @@ def test_buffer_refuses_more_than_capacity_at_once() -> None:
     z = torch.zeros(5, 2)
     with pytest.raises(ValueError, match="capacity"):
         buf.add(z, torch.zeros(5, dtype=torch.int64), torch.zeros(5), z, torch.zeros(5))
+
+
+def test_generator_state_from_another_device_reseeds_with_a_warning() -> None:
+    from riskrl.agents.base import restore_generator
+
+    gen = torch.Generator()
+    cuda_like_state = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state is 16 bytes
+    with pytest.warns(RuntimeWarning, match="another device"):
+        assert not restore_generator(gen, cuda_like_state, fallback_seed=3)
+    assert torch.equal(
+        torch.rand(2, generator=gen), torch.rand(2, generator=torch.Generator().manual_seed(3))
+    )
+    assert restore_generator(gen, torch.Generator().manual_seed(1).get_state(), fallback_seed=0)
