@@ -57,7 +57,8 @@ class BayesMPCConfig:
         train_freq: retrain every this many env steps (summed over envs) after ``learning_starts``.
         buffer_size, num_envs: transition storage and envs used when the agent builds its own env.
     Planner (CEM):
-        horizon, population, n_elites, cem_iterations, cem_alpha, init_std, min_std: see
+        horizon, population, n_elites, cem_iterations, cem_alpha, init_std, min_std, keep_elites,
+            include_mean: see
             :class:`riskrl.agents.planning.CEMPlanner`.
         n_particles: posterior draws per candidate (ensemble: particle ``i`` is member ``i % K``). The
             default, one particle per ensemble member, keeps planning cheap (cost is linear in
@@ -82,13 +83,15 @@ class BayesMPCConfig:
     train_freq: int = 200
     buffer_size: int = 100_000
     num_envs: int = 1
-    horizon: int = 15
+    horizon: int = 25
     population: int = 200
     n_elites: int = 20
-    cem_iterations: int = 3
+    cem_iterations: int = 4
     cem_alpha: float = 0.1
     init_std: float = 0.5
     min_std: float = 0.02
+    keep_elites: int = 5
+    include_mean: bool = True
     n_particles: int = 5
     sample_aleatoric: bool = True
     discount: float = 1.0
@@ -169,6 +172,8 @@ class BayesMPC(Agent):
             alpha=cfg.cem_alpha,
             init_std=cfg.init_std,
             min_std=cfg.min_std,
+            keep_elites=cfg.keep_elites,
+            include_mean=cfg.include_mean,
             device=self.device,
         )
         self.model = BayesMLP(

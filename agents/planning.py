@@ -60,6 +60,12 @@ class CEMPlanner:
         alpha: momentum; new = ``alpha * old + (1 - alpha) * elite estimate``.
         init_std: initial Gaussian std as a fraction of the half-range ``(high - low) / 2`` (Box).
         min_std: std floor (fraction of the half-range) so the search never collapses fully (Box).
+        keep_elites: this many elites of an iteration are carried over into the next iteration's
+            population (replacing fresh samples), so good sequences are not lost to sampling noise
+            (iCEM, Pinneri et al. 2020); at most ``min(n_elites, population - 1)``.
+        include_mean: Box only: candidate 0 of every iteration is the distribution mean itself
+            (clipped to the bounds); on the first iteration that is the previous plan shifted by
+            one step, so the warm start is always re-scored, not only sampled around.
     """
 
     def __init__(
@@ -72,6 +78,8 @@ class CEMPlanner:
         alpha: float = 0.1,
         init_std: float = 0.5,
         min_std: float = 0.02,
+        keep_elites: int = 0,
+        include_mean: bool = False,
         device: str | torch.device = "cpu",
     ) -> None:
         for name, value in (("horizon", horizon), ("population", population), ("iterations", iterations)):
@@ -83,7 +91,11 @@ class CEMPlanner:
             raise ValueError(f"alpha must be in [0, 1), got {alpha}")
         self.horizon, self.population = int(horizon), int(population)
         self.n_elites, self.iterations = int(n_elites), int(iterations)
+        if int(keep_elites) < 0:
+            raise ValueError(f"keep_elites must be >= 0, got {keep_elites}")
         self.alpha, self.init_std, self.min_std = float(alpha), float(init_std), float(min_std)
+        self.keep_elites = min(int(keep_elites), self.n_elites, self.population - 1)
+        self.include_mean = bool(include_mean)
         self.device = torch.device(device)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if self.discrete:
@@ -148,8 +160,13 @@ class CEMPlanner:
         best_mean = torch.zeros(b, device=dist.device)
         best_std = torch.zeros(b, device=dist.device)
         best_actions: Tensor | None = None
+        elites: Tensor | None = None
         for _ in range(self.iterations):
             actions = self._sample(dist, std, generator)
+            if elites is not None and self.keep_elites > 0:
+                actions[:, -self.keep_elites :] = elites[:, : self.keep_elites]
+            if self.include_mean and not self.discrete:
+                actions[:, 0] = torch.maximum(torch.minimum(dist, self.high), self.low)
             returns = evaluate(actions + self.start if self.discrete else actions)
             if returns.dim() != 3 or returns.shape[1:] != (b, self.population):
                 raise ValueError(

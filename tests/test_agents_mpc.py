@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import gymnasium as gym
@@ -147,6 +148,67 @@ def test_cem_planner_finds_continuous_optimum() -> None:
     assert result.actions.shape == (2, 4, 1)
     torch.testing.assert_close(result.actions[..., 0], target.expand(2, 4), atol=0.15, rtol=0)
     assert bool((result.actions.abs() <= 2.0).all())
+
+
+def test_cem_include_mean_rescores_the_warm_start() -> None:
+    """Box CEM with include_mean: a warm start at the optimum is returned exactly; elites carry over."""
+    planner = CEMPlanner(
+        gym.spaces.Box(-2.0, 2.0, (1,)),
+        horizon=4,
+        population=50,
+        n_elites=5,
+        iterations=2,
+        keep_elites=3,
+        include_mean=True,
+    )
+    target = torch.tensor([0.5, -1.0, 1.5, 0.0])
+
+    def evaluate(actions: torch.Tensor) -> torch.Tensor:
+        return -(actions[..., 0] - target).square().sum(-1)[None]
+
+    warm = target.expand(2, 4).unsqueeze(-1).clone()
+    result = planner.plan(evaluate, warm, 0.0, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(result.actions, warm, rtol=0, atol=0)
+    assert planner.keep_elites == 3
+    assert (
+        CEMPlanner(gym.spaces.Box(-1.0, 1.0, (1,)), population=8, n_elites=4, keep_elites=9).keep_elites == 4
+    )
+
+
+def _pendulum_step(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Gymnasium Pendulum-v1's true dynamics on (cos, sin, thdot) observations."""
+    th = torch.atan2(x[..., 1], x[..., 0])
+    thdot = (x[..., 2] + (15.0 * torch.sin(th) + 3.0 * u[..., 0].clamp(-2, 2)) * 0.05).clamp(-8, 8)
+    th = th + thdot * 0.05
+    return torch.stack([torch.cos(th), torch.sin(th), thdot], -1)
+
+
+class TruePendulum(torch.nn.Module):
+    """Dynamics test double: the exact Pendulum-v1 state change, no uncertainty."""
+
+    def particles(self, n: int, generator: torch.Generator | None = None):
+        class P:
+            def mean_and_std(self, x: torch.Tensor):
+                delta = _pendulum_step(x[..., :3], x[..., 3:]) - x[..., :3]
+                return delta, torch.zeros_like(delta)
+
+        return P()
+
+
+def test_default_planner_swings_up_from_hanging_down() -> None:
+    """With exact dynamics the default planner swings up from every start, including one where a
+    15-step horizon stays stuck at the max-torque equilibrium (theta = pi + 0.2: about -1500)."""
+    agent = BayesMPC("Pendulum-v1", seed=0, n_particles=1)
+    agent.model, agent.trained = TruePendulum(), True
+    th = torch.tensor([math.pi, math.pi - 0.3, math.pi + 0.2, 2.5])
+    x = torch.stack([th.cos(), th.sin(), torch.tensor([0.0, 0.0, 0.5, -1.0])], -1)
+    ret = torch.zeros(4)
+    for _ in range(200):
+        u = torch.as_tensor(agent.predict(x.numpy())[0])
+        ret += agent.reward_fn(x, u, x)
+        x = _pendulum_step(x, u)
+    assert bool((torch.atan2(x[:, 1], x[:, 0]).abs() < 0.1).all()), x
+    assert bool((ret > -400).all()), ret
 
 
 # ---------------------------------------------------------------------------------- learning
