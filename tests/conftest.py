@@ -1,10 +1,9 @@
-"""Shared test configuration: deterministic seeds and a quiet, single-threaded torch."""
+"""Shared test configuration: a seeded global torch RNG and a quiet, single-threaded torch."""
 
 from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
 import torch
 
@@ -16,4 +15,3 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _seed_everything() -> None:
     torch.manual_seed(0)
-    np.random.seed(0)

@@ -255,3 +255,17 @@ def test_runs_on_cuda() -> None:
         pred = model.predict(x, generator=torch.Generator("cuda").manual_seed(0))
         assert pred.mean.device.type == "cuda"
         assert model.particles(3)(x).device.type == "cuda"
+
+
+@pytest.mark.parametrize("family", ["bbb", "mc_dropout"])
+def test_fit_with_a_seed_ignores_the_global_rng(family: str) -> None:
+    x = torch.linspace(0, 1, 64).unsqueeze(1)
+    y = 2 * x
+    weights = []
+    for global_seed in (1, 2):
+        torch.manual_seed(0)
+        model = BayesMLP(1, 1, hidden=(8,), family=family, prior="mixture" if family == "bbb" else "gaussian")
+        torch.manual_seed(global_seed)
+        fit(model, x, y, epochs=3, batch_size=16, seed=7)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))

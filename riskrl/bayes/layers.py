@@ -121,8 +121,9 @@ class BayesLinear(nn.Module):
             pairs.append((self.bias_mu, self.bias_rho))
         return pairs
 
-    def kl_divergence(self) -> Tensor:
-        """``KL(q || p)`` summed over weights: closed form (Gaussian prior) or one MC sample (mixture)."""
+    def kl_divergence(self, generator: torch.Generator | None = None) -> Tensor:
+        """``KL(q || p)`` summed over weights: closed form (Gaussian prior) or one MC sample (mixture,
+        drawn with ``generator``)."""
         total = self.weight_mu.new_zeros(())
         for mu, rho in self._pairs():
             sigma = F.softplus(rho).clamp_min(1e-12)
@@ -130,7 +131,7 @@ class BayesLinear(nn.Module):
                 sp = self.prior_sigma
                 kl = math.log(sp) - sigma.log() + (sigma.square() + mu.square()) / (2 * sp * sp) - 0.5
             else:
-                eps = torch.randn_like(mu)
+                eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
                 w = mu + sigma * eps
                 log_q = -0.5 * eps.square() - sigma.log() - 0.5 * math.log(2 * math.pi)
                 log_p = torch.logaddexp(

@@ -339,12 +339,13 @@ class BayesMLP(nn.Module):
         return self._make_particles(1, draws)(x)[0]
 
     # ------------------------------------------------------------------ training
-    def kl_divergence(self) -> Tensor:
-        """Scalar KL(q || prior). bbb: summed over layers; mc_dropout: Gal's approximation
-        ``sum l^2 (1 - p) / 2 ||W||^2 + l^2 / 2 ||b||^2``; ensemble: 0."""
+    def kl_divergence(self, generator: torch.Generator | None = None) -> Tensor:
+        """Scalar KL(q || prior). bbb: summed over layers (a mixture prior's MC sample uses
+        ``generator``); mc_dropout: Gal's approximation ``sum l^2 (1 - p) / 2 ||W||^2 + l^2 / 2 ||b||^2``;
+        ensemble: 0."""
         ref = self._ref()
         if self.family == "bbb":
-            return sum((layer.kl_divergence() for layer in self.layers), ref.new_zeros(()))
+            return sum((layer.kl_divergence(generator) for layer in self.layers), ref.new_zeros(()))
         if self.family == "mc_dropout":
             l2 = self.length_scale**2
             total = ref.new_zeros(())
@@ -354,29 +355,40 @@ class BayesMLP(nn.Module):
             return total
         return ref.new_zeros(())
 
-    def _train_forward(self, h: Tensor) -> Tensor:
+    def _train_forward(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
         last = len(self.layers) - 1
         z = h
+        keep = 1.0 - self.dropout if self.family == "mc_dropout" else 1.0
         for i, layer in enumerate(self.layers):
-            if self.family == "mc_dropout" and i > 0:
-                z = F.dropout(z, self.dropout, training=True)
-            z = layer(z) if self.family != "bbb" else layer.local_reparam(z)
+            if self.family == "mc_dropout" and i > 0 and keep < 1.0:
+                mask = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) < keep
+                z = z * mask / keep  # inverted dropout with the caller's generator
+            z = layer(z) if self.family != "bbb" else layer.local_reparam(z, generator)
             if i != last:
                 z = self.act(z)
         return z
 
-    def loss(self, x: Tensor, y: Tensor, n_data: int, member_weights: Tensor | None = None) -> Tensor:
+    def loss(
+        self,
+        x: Tensor,
+        y: Tensor,
+        n_data: int,
+        member_weights: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
         """Per-batch training loss (raw ``x``, ``y``): mean Gaussian NLL in standardised units (MSE when
         the model has no noise model) + ``kl_divergence() / n_data``, ``n_data`` the DATASET size.
 
         bbb uses one local-reparameterised forward; mc_dropout one dropout forward; ensemble sums the
         members' losses (all members see the same batch; optional ``member_weights`` of shape
-        ``(n_members, B)``, e.g. bootstrap counts, weight each member's per-example losses).
+        ``(n_members, B)``, e.g. bootstrap counts, weight each member's per-example losses). All
+        sampling (weights, dropout masks, the mixture KL) uses ``generator`` (on the model's device),
+        so training is reproducible without touching torch's global RNG.
         """
         n_data = self._check_n(int(n_data) if not isinstance(n_data, bool) else n_data, "n_data")
         x = self._as_x(x)
         y = self.y_scaler.transform(self._as_y(y, x.shape[0]))
-        out = self._train_forward(self.x_scaler.transform(x))
+        out = self._train_forward(self.x_scaler.transform(x), generator)
         mean = out[..., : self.out_dim]
         if self.prior_layers is not None:
             h = self.x_scaler.transform(x)
@@ -405,7 +417,7 @@ class BayesMLP(nn.Module):
             nll = per_example.mean(-1).sum()
         else:
             nll = per_example.mean()
-        return nll + self.kl_divergence() / n_data
+        return nll + self.kl_divergence(generator) / n_data
 
     def extra_repr(self) -> str:
         return f"family={self.family!r}, heteroscedastic={self.heteroscedastic}"

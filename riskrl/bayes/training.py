@@ -81,6 +81,11 @@ def fit(
             generator.manual_seed(int(seed))
         else:
             generator.seed()
+    # Sampling inside the loss (weights, dropout masks) runs on the model's device with its own
+    # generator, seeded from the (CPU) shuffling generator: no global RNG is used.
+    noise = torch.Generator(device=xt.device).manual_seed(
+        int(torch.randint(0, 2**62, (1,), generator=generator))
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     history = FitHistory()
@@ -98,7 +103,7 @@ def fit(
             total = 0.0
             for start in range(0, n_data, bs):
                 idx = perm[start : start + bs]
-                loss = model.loss(xt[idx], yt[idx], n_data)
+                loss = model.loss(xt[idx], yt[idx], n_data, generator=noise)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
