@@ -82,7 +82,9 @@ def test_gymnasium_fallback_env_and_sb3_model() -> None:
     from stable_baselines3 import PPO
 
     gen = torch.Generator().manual_seed(0)
-    lake = evaluate(lambda obs: torch.randint(0, 4, (obs.shape[0],), generator=gen), "FrozenLake-v1", n_episodes=30)
+    lake = evaluate(
+        lambda obs: torch.randint(0, 4, (obs.shape[0],), generator=gen), "FrozenLake-v1", n_episodes=30
+    )
     assert lake.n_episodes == 30 and set(np.unique(lake.returns)) <= {0.0, 1.0}
     model = PPO("MlpPolicy", "CartPole-v1", seed=0, device="cpu", n_steps=64, batch_size=64)
     out = evaluate(model, "CartPole-v1", n_episodes=10, seed=0)

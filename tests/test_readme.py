@@ -20,7 +20,9 @@ def _quick_start() -> str:
 @pytest.mark.slow
 def test_quick_start_runs(tmp_path: Path) -> None:
     code = "import torch; torch.set_num_threads(1)\n" + _quick_start()
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "EvalResult(n=200" in done.stdout
     assert (tmp_path / "cartpole.riskrl").exists()
