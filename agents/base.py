@@ -119,6 +119,7 @@ class Agent(ABC):
 
     @property
     def num_envs_default(self) -> int:
+        """How many envs to build when ``env`` is given as an id (the config's ``num_envs``, else 1)."""
         return int(getattr(self.config, "num_envs", 1))
 
     def _make_env(self, env: Any) -> Any:
@@ -301,7 +302,9 @@ class Agent(ABC):
         return x.detach().cpu().numpy() if was_numpy else x
 
     @torch.no_grad()
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+    def predict(
+        self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> tuple[Any, None]:
         """Act on observations (numpy or tensor, single or batched): returns ``(action, None)``.
 
         Deterministic actions maximise ``mean - risk_tolerance * std``. Numpy in gives numpy out.

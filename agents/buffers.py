@@ -88,6 +88,7 @@ class ReplayBuffer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved (into a buffer of at least the same capacity)."""
         n = int(state["size"])
         if n > self.capacity:
             raise ValueError(

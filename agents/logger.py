@@ -35,6 +35,7 @@ class TrainingLogger:
             self._tb = SummaryWriter(log_dir=str(self.log_dir))
 
     def log_episodes(self, timestep: int, returns: list[float], lengths: list[int]) -> None:
+        """Record finished training episodes at ``timestep``."""
         for r, length in zip(returns, lengths):
             self._episodes.writerow([timestep, r, length])
             if self._tb is not None:
@@ -42,17 +43,20 @@ class TrainingLogger:
                 self._tb.add_scalar("rollout/episode_length", length, timestep)
 
     def log_scalar(self, timestep: int, name: str, value: float) -> None:
+        """Record one named scalar (a loss, an evaluation result) at ``timestep``."""
         self._metrics.writerow([timestep, name, value])
         if self._tb is not None:
             self._tb.add_scalar(name, value, timestep)
 
     def flush(self) -> None:
+        """Push buffered rows and events to disk."""
         self._episodes_fh.flush()
         self._metrics_fh.flush()
         if self._tb is not None:
             self._tb.flush()
 
     def close(self) -> None:
+        """Flush and close every file."""
         self.flush()
         self._episodes_fh.close()
         self._metrics_fh.close()

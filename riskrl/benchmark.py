@@ -139,6 +139,7 @@ class BenchConfig:
     eval_seed: int = 10_000
 
     def validate(self) -> None:
+        """Raise ValueError naming the first problem with this configuration."""
         from riskrl.sweep import _agent_class
 
         if not self.algos or not self.seeds:
@@ -251,10 +252,13 @@ def _run_bench_job(cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str |
 
 @dataclasses.dataclass
 class BenchResult:
+    """All runs of a benchmark (one per algorithm x seed) with summaries, tables and files."""
+
     config: BenchConfig
     runs: list[dict[str, Any]]
 
     def summary(self) -> list[dict[str, Any]]:
+        """Per algorithm: final return mean and standard error over seeds, shifted results, time."""
         out = []
         for algo in self.config.algos:
             runs = [r for r in self.runs if r["algo"] == algo]
@@ -275,6 +279,7 @@ class BenchResult:
         return out
 
     def to_markdown(self) -> str:
+        """A markdown table of :meth:`summary`."""
         c = self.config
         shift = ", ".join(f"{k}={v:g}" for k, v in c.shift.params.items()) or "none"
         lines = [
@@ -295,11 +300,13 @@ class BenchResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready config, runs (with learning curves) and summary."""
         cfg = dataclasses.asdict(self.config)
         cfg["algos"], cfg["seeds"] = list(self.config.algos), list(self.config.seeds)
         return {"config": cfg, "runs": self.runs, "summary": self.summary()}
 
     def save(self, out_dir: str | Path, stem: str = "bench") -> dict[str, Path]:
+        """Write ``<stem>.json``, ``<stem>.md`` and the learning-curve plot ``<stem>.png``."""
         from riskrl.checkpoint import atomic_write_bytes
         from riskrl.plotting import plot_learning_curves
 

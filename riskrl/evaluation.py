@@ -20,7 +20,7 @@ from torch import Tensor
 
 from riskrl.risk import cvar as _cvar
 
-__all__ = ["EvalResult", "evaluate", "robustness_curve"]
+__all__ = ["EvalResult", "bootstrap_ci", "evaluate", "robustness_curve"]
 
 PolicyLike = Any  # riskrl Agent | stable_baselines3 BaseAlgorithm | Callable[[Tensor], Tensor]
 
@@ -45,14 +45,17 @@ class EvalResult:
 
     @property
     def n_episodes(self) -> int:
+        """Number of complete episodes evaluated."""
         return int(self.returns.size)
 
     @property
     def mean(self) -> float:
+        """Mean episode return."""
         return float(np.mean(self.returns))
 
     @property
     def std(self) -> float:
+        """Standard deviation of episode returns (across episodes, not epistemic)."""
         return float(np.std(self.returns))
 
     @property
@@ -62,14 +65,17 @@ class EvalResult:
 
     @property
     def cvar(self) -> float:
+        """Mean return of the worst ``alpha`` fraction of episodes (see :func:`riskrl.cvar`)."""
         return float(_cvar(torch.as_tensor(self.returns, dtype=torch.float64), self.alpha))
 
     @property
     def worst(self) -> float:
+        """The lowest episode return."""
         return float(np.min(self.returns))
 
     @property
     def failure_rate(self) -> float:
+        """Share of episodes with return below ``failure_threshold`` (NaN without a threshold)."""
         if self.failure_threshold is None:
             return math.nan
         return float(np.mean(self.returns < self.failure_threshold))
@@ -100,7 +106,9 @@ class EvalResult:
         )
 
 
-def bootstrap_ci(returns: np.ndarray, alpha: float, seed: int | None, n_resamples: int = 2000) -> dict:
+def bootstrap_ci(
+    returns: np.ndarray, alpha: float, seed: int | None, n_resamples: int = 2000
+) -> dict[str, tuple[float, float]]:
     """95% percentile-bootstrap intervals of mean, IQM and CVaR (degenerate for < 2 episodes)."""
     if returns.size < 2 or np.all(returns == returns[0]):
         v = float(returns[0])

@@ -141,7 +141,9 @@ def plot_sweep(
     return _finish(fig, path)
 
 
-def plot_learning_curves(result: dict[str, Any], path: str | Path | None = None, ax: Axes | None = None):
+def plot_learning_curves(
+    result: dict[str, Any], path: str | Path | None = None, ax: Axes | None = None
+) -> Path | Figure:
     """Evaluation return against environment steps for each algorithm (mean ± se over seeds).
     ``result`` is ``BenchResult.to_dict()`` (or a loaded bench JSON)."""
     import numpy as np
@@ -170,7 +172,7 @@ def plot_learning_curves(result: dict[str, Any], path: str | Path | None = None,
 
 def plot_training_curve(
     episodes_csv: str | Path, path: str | Path | None = None, ax: Axes | None = None, title: str | None = None
-):
+) -> Path | Figure:
     """Training-episode returns (and a moving average) from a run's ``episodes.csv``."""
     import csv
 
@@ -201,7 +203,7 @@ def plot_robustness(
     path: str | Path | None = None,
     ax: Axes | None = None,
     metric: str = "mean",
-):
+) -> Path | Figure:
     """Return against a physical parameter, one line per label (e.g. per risk_tolerance).
     ``curves`` maps a label to :func:`riskrl.robustness_curve` output."""
     fig, ax = _figure(ax)

@@ -71,6 +71,7 @@ class SweepConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
+        """Raise ValueError naming the first problem with this configuration."""
         from riskrl.risk import validate_risk_tolerance
 
         if not self.risk_tolerances:
@@ -205,6 +206,7 @@ class SweepResult:
         return out
 
     def to_markdown(self) -> str:
+        """A markdown table of :meth:`aggregate` (mean ± standard error over seeds)."""
         c = self.config
         lines = [
             f"Sweep: {c.agent} on {c.env_id}, {c.total_timesteps} training steps, seeds {list(c.seeds)}, "
@@ -225,6 +227,7 @@ class SweepResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready config, per-seed rows and the aggregate."""
         cfg = dataclasses.asdict(self.config)
         cfg["risk_tolerances"] = list(self.config.risk_tolerances)
         cfg["seeds"] = list(self.config.seeds)
