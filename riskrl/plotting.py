@@ -109,7 +109,7 @@ def _finish(fig: Figure, path: str | Path | None) -> Path | Figure:
 
 def plot_sweep(
     result: dict[str, Any], path: str | Path | None = None, metrics: tuple[str, ...] = ("mean", "cvar")
-):
+) -> Path | Figure:
     """Mean return and CVaR (± standard error over seeds) against risk_tolerance, one line per
     perturbation. ``result`` is ``SweepResult.to_dict()`` (or a loaded ``sweep.json``).
     Returns the saved path when ``path`` is given, otherwise the figure."""
