@@ -275,10 +275,14 @@ class BayesDQN(Agent):
         return actions
 
     def _resample(self, mask: Tensor) -> None:
-        """New Thompson particles for the envs in ``mask`` (and a new draw for sampled families)."""
+        """New Thompson particles for the envs in ``mask``.
+
+        Sampled families (bbb, mc_dropout) also get a fresh posterior draw, but only when every env
+        starts anew: envs still mid-episode must keep following the draw they started with.
+        """
         fresh = torch.randint(0, self._n_particles, mask.shape, device=self.device, generator=self.rng)
         self._thompson_idx = torch.where(mask, fresh, self._thompson_idx)
-        if self.config.family != "ensemble":
+        if self.config.family != "ensemble" and bool(mask.all()):
             self._pool_seed = self._draw_seed()
 
     # ------------------------------------------------------------------ collecting and training
