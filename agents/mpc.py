@@ -66,6 +66,14 @@ class BayesMPCConfig:
             aleatoric samples to an ensemble, or more weight draws to ``bbb``.
         sample_aleatoric: add the heteroscedastic head's noise to each predicted step.
         discount: per-step discount of predicted rewards (PETS uses 1).
+        disagreement_weight: ``w >= 0``; the plan score becomes
+            ``mean - risk_tolerance * (std + w * D)`` where ``D`` is the epistemic disagreement of the
+            candidate's rollout: the std across particles of the predicted state-change means (in the
+            model's standardised target units, averaged over state dims), summed over the horizon.
+            The return std alone is zero wherever the particles agree on the reward (e.g. a sparse
+            goal none of them reaches), so optimism (``risk_tolerance < 0``) has nothing to seek
+            there; ``D`` rewards visiting states the model is unsure of (an ensemble-disagreement
+            exploration bonus, as in MAX / Plan2Explore). ``0`` (default) is plain PETS + risk.
     """
 
     model_family: str = "ensemble"
@@ -95,6 +103,7 @@ class BayesMPCConfig:
     n_particles: int = 5
     sample_aleatoric: bool = True
     discount: float = 1.0
+    disagreement_weight: float = 0.0
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -125,6 +134,8 @@ class BayesMPCConfig:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
         if not (math.isfinite(self.model_lr) and self.model_lr > 0):
             raise ValueError(f"model_lr must be > 0, got {self.model_lr}")
+        if not (math.isfinite(self.disagreement_weight) and self.disagreement_weight >= 0):
+            raise ValueError(f"disagreement_weight must be finite and >= 0, got {self.disagreement_weight}")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
 
@@ -250,6 +261,13 @@ class BayesMPC(Agent):
 
         One frozen posterior draw of ``P`` particles is used for every candidate and every step.
         """
+        return self._rollout(obs, actions, generator, disagreement=False)[0]
+
+    @torch.no_grad()
+    def _rollout(
+        self, obs: Tensor, actions: Tensor, generator: torch.Generator, disagreement: bool
+    ) -> tuple[Tensor, Tensor | None]:
+        """Returns ``(P, B, C)`` and, if asked, the summed state disagreement ``(B, C)``."""
         cfg = self.config
         b, c, h = actions.shape[:3]
         p = cfg.n_particles
@@ -258,11 +276,16 @@ class BayesMPC(Agent):
         alive = torch.ones(p, b * c, dtype=torch.bool, device=obs.device)
         total = torch.zeros(p, b * c, device=obs.device)
         discount = 1.0
+        spread = torch.zeros(b * c, device=obs.device) if disagreement else None
+        scaler = getattr(self.model, "y_scaler", None)
+        y_std = scaler.std if scaler is not None else torch.ones(self.obs_dim, device=obs.device)
         feats = self._action_features(actions).reshape(b * c, h, -1)
         raw = actions.reshape(b * c, h, *actions.shape[3:])
         for t in range(h):
             feat_t = feats[:, t].expand(p, b * c, feats.shape[-1])
             mean, std = particles.mean_and_std(torch.cat([state, feat_t], dim=-1))
+            if spread is not None and p > 1:
+                spread = spread + (mean / y_std).std(0, correction=0).mean(-1)
             if cfg.sample_aleatoric:
                 noise = torch.randn(mean.shape, generator=generator, device=mean.device)
                 mean = mean + std * noise
@@ -274,16 +297,23 @@ class BayesMPC(Agent):
                 alive = alive & ~self.termination_fn(state, act_t, next_state).to(torch.bool)
             discount *= cfg.discount
             state = next_state
-        return total.reshape(p, b, c)
+        return total.reshape(p, b, c), None if spread is None else spread.reshape(b, c)
 
     def _plan(self, obs: Tensor, dist: Tensor | None, generator: torch.Generator) -> PlanResult:
         if dist is None or dist.shape[0] != obs.shape[0]:
             dist = self.planner.initial(obs.shape[0])
         else:
             dist = self.planner.shift(dist)
-        return self.planner.plan(
-            lambda acts: self.predicted_returns(obs, acts, generator), dist, self.risk_tolerance, generator
-        )
+        w = self.config.disagreement_weight
+
+        def evaluate(acts: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+            if w == 0:
+                return self.predicted_returns(obs, acts, generator)
+            returns, spread = self._rollout(obs, acts, generator, disagreement=True)
+            assert spread is not None
+            return returns, w * spread
+
+        return self.planner.plan(evaluate, dist, self.risk_tolerance, generator)
 
     def plan(self, obs: Any) -> PlanResult:
         """Plan for a batch of observations with the evaluation generator (full :class:`PlanResult`)."""

@@ -141,7 +141,7 @@ class CEMPlanner:
 
     def plan(
         self,
-        evaluate: Callable[[Tensor], Tensor],
+        evaluate: Callable[[Tensor], Tensor | tuple[Tensor, Tensor]],
         dist: Tensor,
         risk_tolerance: float,
         generator: torch.Generator,
@@ -149,7 +149,9 @@ class CEMPlanner:
         """Run CEM from the (warm-start) distribution ``dist`` for ``B = dist.shape[0]`` observations.
 
         ``evaluate(actions)`` gets ``(B, C, H, act_dim)`` floats or ``(B, C, H)`` action indices
-        (from ``action_space.start``) and returns predicted returns ``(P, B, C)``.
+        (from ``action_space.start``) and returns predicted returns ``(P, B, C)``, or a pair
+        ``(returns, extra)`` where ``extra (B, C) >= 0`` is added to the return std in the score only
+        (``mean - risk_tolerance * (std + extra)``, e.g. an epistemic state-disagreement term).
         """
         b = dist.shape[0]
         dist = dist.clone()
@@ -168,13 +170,17 @@ class CEMPlanner:
             if self.include_mean and not self.discrete:
                 actions[:, 0] = torch.maximum(torch.minimum(dist, self.high), self.low)
             returns = evaluate(actions + self.start if self.discrete else actions)
+            extra = None
+            if isinstance(returns, tuple):
+                returns, extra = returns
             if returns.dim() != 3 or returns.shape[1:] != (b, self.population):
                 raise ValueError(
                     f"evaluate must return (particles, {b}, {self.population}) returns, got {tuple(returns.shape)}"
                 )
             mean = returns.mean(0)
             spread = returns.std(0, correction=0) if returns.shape[0] > 1 else torch.zeros_like(mean)
-            score = lcb(mean, spread.nan_to_num(nan=0.0), risk_tolerance)
+            spread = spread.nan_to_num(nan=0.0)
+            score = lcb(mean, spread if extra is None else spread + extra, risk_tolerance)
             score = torch.where(torch.isfinite(score), score, torch.full_like(score, -float("inf")))
             top = torch.topk(score, self.n_elites, dim=1).indices  # (B, E)
             elites = actions[ar[:, None], top]  # (B, E, H[, A])

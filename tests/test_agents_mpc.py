@@ -119,6 +119,22 @@ def test_plan_switches_at_break_even(k: float, expected: int) -> None:
     assert int(agent.predict(np.zeros(2, dtype=np.float32))[0]) == expected == _expected(k)
 
 
+def test_disagreement_weight_adds_state_disagreement_to_the_risk_term() -> None:
+    """D per action (std over particles of the predicted delta, averaged over 2 dims): 0, 0.5, 2.
+    At k = -0.5 plain optimism picks a1 (2.5 vs 2.0); with w = 1 a2 wins (3.0 vs 2.75)."""
+    agent = _stub_agent(risk_tolerance=-0.5)
+    obs = np.zeros((2, 2), dtype=np.float32)
+    assert agent.predict(obs)[0].tolist() == [1, 1]
+    agent.config.disagreement_weight = 1.0
+    action, mean, std = agent.predict_with_uncertainty(obs)
+    assert action.tolist() == [2, 2]
+    np.testing.assert_allclose(std, [4.0, 4.0], atol=1e-6)  # still the return std
+    agent.risk_tolerance = 0.0  # neutral plans ignore it
+    assert agent.predict(obs)[0].tolist() == [1, 1]
+    with pytest.raises(ValueError, match="disagreement_weight"):
+        BayesMPCConfig(disagreement_weight=-1.0)
+
+
 def test_termination_masks_later_rewards() -> None:
     """A plan that terminates at step 1 gets only its first reward."""
 
