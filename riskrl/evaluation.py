@@ -251,9 +251,10 @@ def evaluate(
 
     obs, _ = env.reset(seed=seed)
     if perturb:
-        # Perturb after seeding, so sampled (low, high) parameters are reproducible, then start afresh.
+        # Perturb after seeding, so sampled (low, high) parameters are reproducible; then reset with
+        # the same seed, so episodes start exactly where the unperturbed evaluation's do.
         env.perturb(**dict(perturb))
-        obs, _ = env.reset()
+        obs, _ = env.reset(seed=seed)
     for _ in range(int(max_steps)):
         action, std = act(obs)
         obs, reward, terminated, truncated, _info = env.step(action)

@@ -102,3 +102,17 @@ def test_bad_policy_and_alpha() -> None:
         evaluate(42, "CartPole-v1", n_episodes=2)
     with pytest.raises(ValueError, match="alpha"):
         evaluate(lean_policy, "CartPole-v1", n_episodes=2, alpha=0.0)
+
+
+def test_robustness_curve_and_plot(tmp_path) -> None:
+    from riskrl import robustness_curve
+    from riskrl.plotting import plot_robustness
+
+    curve = robustness_curve(lean_policy, "CartPole-v1", "force_mag", [2.0, 10.0, 30.0], n_episodes=60, seed=0)
+    assert [x for x, _ in curve] == [2.0, 10.0, 30.0]
+    assert all(res.n_episodes == 60 for _, res in curve)
+    nominal = evaluate(lean_policy, "CartPole-v1", n_episodes=60, seed=0)
+    assert curve[1][1].returns.tolist() == nominal.returns.tolist()  # force_mag 10 is the default
+    assert len({res.mean for _, res in curve}) == 3
+    path = plot_robustness({"lean": curve}, "force_mag", path=tmp_path / "rob.png")
+    assert path.stat().st_size > 1000
