@@ -15,11 +15,14 @@ from pathlib import Path
 
 from riskrl.benchmark import BenchConfig, bench
 from riskrl.checkpoint import atomic_write_bytes
+from riskrl.evaluation import robustness_curve
+from riskrl.plotting import plot_robustness
 from riskrl.sweep import Perturbation, SweepConfig, SweepResult, evaluate_grid
 
 __all__ = ["run_demo"]
 
 SHIFT = Perturbation("long_heavy_pole", {"length": 1.5, "masspole": 0.3})
+ROBUSTNESS_LENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 def run_demo(
@@ -57,12 +60,31 @@ def run_demo(
         n_eval_episodes=100,
     )
     rows = []
+    sweep_start = time.perf_counter()
     for run in bench_result.runs:
         if run["algo"] == "BayesDQN" and run["checkpoint"]:
             agent = load_agent(run["checkpoint"])
             rows += evaluate_grid(agent, sweep_cfg, run["seed"], run["train_seconds"])
-    sweep_result = SweepResult(sweep_cfg, rows, backend="local", wall_seconds=0.0)
+    sweep_result = SweepResult(
+        sweep_cfg, rows, backend="local", wall_seconds=time.perf_counter() - sweep_start
+    )
     sweep_result.save(out)
+
+    first = next(r for r in bench_result.runs if r["algo"] == "BayesDQN" and r["checkpoint"])
+    agent = load_agent(first["checkpoint"])
+    curves = {}
+    for k in (0.0, 1.0, 2.0):
+        agent.risk_tolerance = k
+        curves[f"risk_tolerance={k:g}"] = robustness_curve(
+            agent,
+            "CartPole-v1",
+            "length",
+            ROBUSTNESS_LENGTHS,
+            n_episodes=50,
+            seed=cfg.eval_seed,
+            bootstrap=False,
+        )
+    plot_robustness(curves, "pole half-length (nominal 0.5)", path=out / "robustness.png")
 
     print("[3/3] writing the report")
     minutes = (time.perf_counter() - start) / 60
@@ -87,6 +109,10 @@ def run_demo(
             sweep_result.to_markdown(),
             "",
             "![sweep](sweep.png)",
+            "",
+            "## Robustness to the pole length (seed-0 agent, 50 episodes per point)",
+            "",
+            "![robustness](robustness.png)",
             "",
             f"Total wall-clock: {minutes:.1f} minutes. Raw numbers: `bench.json`, `sweep.json`; "
             "trained agents: `checkpoints/` (load with `riskrl.agents.load_agent`; no pickle).",
