@@ -280,16 +280,27 @@ class Agent(ABC):
     def _obs_tensor(self, obs: Any) -> tuple[Tensor, bool, bool]:
         """Validate observations; return ``(batch (B, obs_dim), was_numpy, was_single)``."""
         was_numpy = not isinstance(obs, Tensor)
-        t = torch.as_tensor(np.asarray(obs) if was_numpy else obs)
+        if was_numpy:
+            try:
+                arr = np.asarray(obs)
+            except (TypeError, ValueError) as err:  # ragged nested lists and the like
+                raise ValueError(
+                    f"observations must be a numeric array, got {type(obs).__name__} ({err})"
+                ) from None
+            if arr.dtype.kind not in "fiub":
+                raise ValueError(f"observations must be numeric, got dtype {arr.dtype}")
+            t = torch.as_tensor(arr.astype(np.float32) if arr.dtype.kind == "b" else arr)
+        else:
+            t = obs
         if not (torch.is_floating_point(t) or t.dtype in (torch.int32, torch.int64)):
             raise ValueError(f"observations must be numeric, got dtype {t.dtype}")
         t = t.to(device=self.device, dtype=torch.float32)
         single = t.dim() == 1
         if single:
             t = t.unsqueeze(0)
-        if t.dim() != 2 or t.shape[1] != self.obs_dim:
+        if t.dim() != 2 or t.shape[1] != self.obs_dim or t.shape[0] == 0:
             raise ValueError(
-                f"observations must have shape ({self.obs_dim},) or (batch, {self.obs_dim}), got {tuple(t.shape)}"
+                f"observations must have shape ({self.obs_dim},) or (batch >= 1, {self.obs_dim}), got {tuple(t.shape)}"
             )
         if not torch.isfinite(t).all():
             raise ValueError("observations contain NaN or inf")

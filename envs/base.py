@@ -328,7 +328,10 @@ class TorchVectorEnv(VectorEnv):
     def _check_actions(self, actions: Any) -> torch.Tensor:
         a = actions
         if not isinstance(a, torch.Tensor):
-            a = torch.as_tensor(np.asarray(a))
+            arr = np.asarray(a)
+            if arr.dtype.kind not in "fiub":
+                raise TypeError(f"{type(self).__name__}: actions must be numeric, got dtype {arr.dtype}")
+            a = torch.as_tensor(arr)
         n = self.num_envs
         if self._discrete:
             if a.dtype.is_floating_point or a.dtype.is_complex or a.dtype == torch.bool:

@@ -230,7 +230,7 @@ def load_checkpoint(
         head = fh.read(4)
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, RuntimeError, EOFError):
         _refuse_foreign(path, head, None)
         raise  # unreachable: _refuse_foreign always raises
     with zf:
@@ -241,7 +241,8 @@ def load_checkpoint(
         try:
             manifest_bytes = zf.read(MANIFEST)
             tensor_bytes = zf.read(TENSORS)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError) as err:
+            # zipfile reports damaged headers in many ways (bad CRC, "encrypted", "unsupported version")
             raise CheckpointError(f"{path} is corrupt or truncated: {err}") from None
     try:
         manifest = json.loads(manifest_bytes)

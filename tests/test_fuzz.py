@@ -129,3 +129,73 @@ def test_zip_bomb_like_member_sizes_are_refused(tmp_path) -> None:
     (tmp_path / "bomb").write_bytes(buf.getvalue())
     with pytest.raises(CheckpointError, match="implausibly large"):
         load_checkpoint(tmp_path / "bomb")
+
+
+arrays = st.one_of(
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=0, max_size=12).map(np.array),
+    st.tuples(st.integers(0, 3), st.integers(0, 6)).map(lambda s: np.zeros(s, dtype=np.float32)),
+    st.lists(st.integers(-5, 5), min_size=1, max_size=8).map(lambda v: np.array(v, dtype=np.int64)),
+    st.just(np.array(["a", "b", "c", "d"])),
+)
+
+
+@pytest.fixture(scope="module")
+def dqn():
+    from riskrl.agents import BayesDQN
+
+    return BayesDQN("CartPole-v1", seed=0, n_members=2, hidden=(8,))
+
+
+@FAST
+@given(arrays)
+def test_agent_predict_accepts_or_names_the_problem(dqn, obs: np.ndarray) -> None:
+    try:
+        action, _ = dqn.predict(obs)
+    except ValueError as err:
+        assert "observation" in str(err)
+        return
+    assert obs.shape in {(4,), (obs.shape[0], 4)} and np.isfinite(obs.astype(np.float64)).all()
+    assert np.asarray(action).shape == obs.shape[:-1]
+
+
+@FAST
+@given(arrays, st.sampled_from(["CartPole-v1", "Pendulum-v1"]))
+def test_env_step_accepts_or_names_the_problem(actions: np.ndarray, env_id: str) -> None:
+    from riskrl.envs import make_vec
+
+    env = make_vec(env_id, num_envs=4)
+    env.reset(seed=0)
+    try:
+        obs, *_ = env.step(actions)
+    except (ValueError, TypeError) as err:
+        assert "action" in str(err)
+        return
+    assert obs.shape == (4, env.single_observation_space.shape[0]) and torch.isfinite(obs).all()
+
+
+@FAST
+@given(arrays, arrays)
+def test_fit_accepts_or_names_the_problem(x: np.ndarray, y: np.ndarray) -> None:
+    from riskrl.bayes import BayesMLP, fit
+
+    model = BayesMLP(1, 1, hidden=(4,), family="ensemble", n_members=2)
+    try:
+        fit(model, x.reshape(-1, 1) if x.ndim == 1 else x, y, epochs=1)
+    except ValueError as err:
+        assert str(err)
+        return
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@FAST
+@given(arrays)
+def test_model_predict_accepts_or_names_the_problem(x: np.ndarray) -> None:
+    from riskrl.bayes import BayesMLP
+
+    model = BayesMLP(4, 1, hidden=(4,), family="bbb")
+    try:
+        pred = model.predict(x, n_samples=3)
+    except ValueError as err:
+        assert str(err)
+        return
+    assert pred.mean.shape[-1] == 1 and torch.isfinite(pred.total_std).all()

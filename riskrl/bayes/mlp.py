@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,6 +28,23 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "leaky_relu": F.leaky_relu,
 }
 _LOG_2PI = math.log(2 * math.pi)
+
+
+def as_numeric_tensor(v: Any, name: str) -> Tensor:
+    """``v`` as a tensor, or a ValueError naming ``name`` when it is not a numeric array."""
+    if not isinstance(v, Tensor):
+        try:
+            v = np.asarray(v)
+        except (TypeError, ValueError) as err:  # ragged nested lists and the like
+            raise ValueError(f"{name} must be a numeric array ({err})") from None
+        if v.dtype.kind not in "fiu":
+            raise ValueError(f"{name} must be numeric, got dtype {v.dtype}")
+        v = torch.from_numpy(np.ascontiguousarray(v))
+    if not (
+        v.is_floating_point() or v.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+    ):
+        raise ValueError(f"{name} must be numeric, got dtype {v.dtype}")
+    return v
 
 
 class Standardizer(nn.Module):
@@ -195,7 +213,7 @@ class BayesMLP(nn.Module):
 
     def _as_x(self, x: Any, name: str = "x") -> Tensor:
         ref = self._ref()
-        x = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
+        x = as_numeric_tensor(x, name).to(dtype=ref.dtype, device=ref.device)
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"{name} must have shape (B, {self.in_dim}), got {tuple(x.shape)}")
         if not bool(torch.isfinite(x).all()):
@@ -204,7 +222,7 @@ class BayesMLP(nn.Module):
 
     def _as_y(self, y: Any, batch: int) -> Tensor:
         ref = self._ref()
-        y = torch.as_tensor(y, dtype=ref.dtype, device=ref.device)
+        y = as_numeric_tensor(y, "y").to(dtype=ref.dtype, device=ref.device)
         if y.dim() == 1 and self.out_dim == 1:
             y = y.unsqueeze(1)
         if y.dim() != 2 or y.shape != (batch, self.out_dim):

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor
 
-from riskrl.bayes.mlp import BayesMLP
+from riskrl.bayes.mlp import BayesMLP, as_numeric_tensor
 
 __all__ = ["FitHistory", "fit"]
 
@@ -27,15 +25,6 @@ class FitHistory:
 
     def __len__(self) -> int:
         return len(self.losses)
-
-
-def _to_tensor(v: Any, name: str) -> Tensor:
-    if isinstance(v, np.ndarray):
-        v = torch.from_numpy(np.ascontiguousarray(v))
-    t = torch.as_tensor(v)
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
-        raise ValueError(f"{name} must be numeric, got dtype {t.dtype}")
-    return t
 
 
 def fit(
@@ -66,7 +55,7 @@ def fit(
             f"need epochs >= 0, batch_size >= 1, lr > 0, weight_decay >= 0; got {epochs}, {batch_size}, {lr}, "
             f"{weight_decay}"
         )
-    xt, yt = _to_tensor(x, "x"), _to_tensor(y, "y")
+    xt, yt = as_numeric_tensor(x, "x"), as_numeric_tensor(y, "y")
     if xt.shape[0] == 0 or yt.numel() == 0:
         raise ValueError("cannot fit on empty data")
     if xt.shape[0] != yt.shape[0]:
