@@ -64,7 +64,10 @@ class BayesMPCConfig:
             default, one particle per ensemble member, keeps planning cheap (cost is linear in
             ``n_particles * population * horizon * cem_iterations``); more particles only add
             aleatoric samples to an ensemble, or more weight draws to ``bbb``.
-        sample_aleatoric: add the heteroscedastic head's noise to each predicted step.
+        sample_aleatoric: add the heteroscedastic head's noise to each predicted step (PETS). The
+            spread of predicted returns across particles, which the risk term and
+            ``predict_with_uncertainty`` report, then holds the model's aleatoric noise as well as
+            its epistemic disagreement; set ``False`` for a purely epistemic std.
         discount: per-step discount of predicted rewards (PETS uses 1).
         disagreement_weight: ``w >= 0``; the plan score becomes
             ``mean - risk_tolerance * (std + w * D)`` where ``D`` is the epistemic disagreement of the
@@ -335,6 +338,8 @@ class BayesMPC(Agent):
         return self._first_action(self._plan_eval(obs))
 
     def _uncertainty(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The chosen first action and the mean and std across particles of its plan's predicted
+        return (epistemic; with ``sample_aleatoric`` also the model's aleatoric noise)."""
         result = self._plan_eval(obs)
         return self._first_action(result), result.mean, result.std
 
