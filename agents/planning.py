@@ -180,7 +180,7 @@ class CEMPlanner:
             mean = returns.mean(0)
             spread = returns.std(0, correction=0) if returns.shape[0] > 1 else torch.zeros_like(mean)
             spread = spread.nan_to_num(nan=0.0)
-            score = lcb(mean, spread if extra is None else spread + extra, risk_tolerance)
+            score = lcb(mean, spread if extra is None else spread + extra, risk_tolerance, check_std=False)
             score = torch.where(torch.isfinite(score), score, torch.full_like(score, -float("inf")))
             top = torch.topk(score, self.n_elites, dim=1).indices  # (B, E)
             elites = actions[ar[:, None], top]  # (B, E, H[, A])
