@@ -60,52 +60,17 @@ def make_bayes_mpc(
 
 
 def make_sb3_sac(env_id: str, seed: int, total_steps: int) -> Any:
-    """rl-baselines3-zoo hyperparams/sac.yml for Pendulum-v1 and MountainCarContinuous-v0."""
-    from stable_baselines3 import SAC
+    """rl-baselines3-zoo hyperparams/sac.yml (riskrl.benchmark.SB3_ZOO), on gymnasium's env."""
+    from riskrl.benchmark import make_sb3_model
 
-    if env_id == "Pendulum-v1":
-        kwargs: dict[str, Any] = {"learning_rate": 1e-3}
-    elif env_id == "MountainCarContinuous-v0":
-        kwargs = {
-            "learning_rate": 3e-4,
-            "buffer_size": 50_000,
-            "batch_size": 512,
-            "ent_coef": 0.1,
-            "train_freq": 32,
-            "gradient_steps": 32,
-            "gamma": 0.9999,
-            "tau": 0.01,
-            "learning_starts": 0,
-            "use_sde": True,
-            "policy_kwargs": {"log_std_init": -3.67, "net_arch": [64, 64]},
-        }
-    else:
-        raise ValueError(f"no zoo hyperparameters recorded here for SAC on {env_id}")
-    return SAC("MlpPolicy", env_id, seed=seed, device="cpu", verbose=0, **kwargs)
+    return make_sb3_model("SAC", env_id, seed)
 
 
 def make_sb3_ppo_pendulum(env_id: str, seed: int, total_steps: int) -> Any:
-    """rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1 (4 envs, gSDE)."""
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
+    """rl-baselines3-zoo hyperparams/ppo.yml, Pendulum-v1 (4 envs, gSDE), on gymnasium's env."""
+    from riskrl.benchmark import make_sb3_model
 
-    env = make_vec_env(env_id, n_envs=4, seed=seed)
-    return PPO(
-        "MlpPolicy",
-        env,
-        n_steps=1024,
-        gae_lambda=0.95,
-        gamma=0.9,
-        n_epochs=10,
-        ent_coef=0.0,
-        learning_rate=1e-3,
-        clip_range=0.2,
-        use_sde=True,
-        sde_sample_freq=4,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    return make_sb3_model("PPO", env_id, seed)
 
 
 MPC_RUNS = [
