@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from riskrl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from riskrl.devices import resolve_device
 from riskrl.risk import validate_risk_tolerance
 
 from .callbacks import BaseCallback, CallbackList, CheckpointCallback
@@ -76,7 +77,7 @@ class Agent(ABC):
         **hyperparams: Any,
     ) -> None:
         self.config = self._make_config(hyperparams)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.risk_tolerance = risk_tolerance
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**31))

@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, KeyError) as err:
+    except (UsageError, ValueError, FileNotFoundError, KeyError, RuntimeError, OSError) as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"riskrl {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -216,8 +216,10 @@ def evaluate(
     if not (0.0 < float(alpha) <= 1.0):
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     if isinstance(env, str):
+        from riskrl.devices import resolve_device
         from riskrl.envs import make_vec
 
+        device = resolve_device(device)
         if num_envs is None:
             num_envs = min(int(n_episodes), 1024)
         if int(num_envs) < 1:

@@ -56,10 +56,11 @@ def test_errors_after_parsing_are_one_line(tmp_path: Path, capsys: pytest.Captur
     assert main(["train", "--env", "NoSuchEnv-v9", "--steps", "10", "--out", str(tmp_path / "y")]) == 2
     assert main(["train", "--set", "no_such_param=1", "--steps", "10", "--out", str(tmp_path / "z")]) == 2
     assert main(["plot", str(tmp_path)]) == 2
+    assert main(["train", "--device", "banana", "--steps", "10", "--out", str(tmp_path / "w")]) == 2
     (tmp_path / "evil.pt").write_bytes(b"\x80\x04K\x01.")
     assert main(["evaluate", str(tmp_path / "evil.pt")]) == 2
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
-    assert len(lines) == 6 and all(ln.startswith("riskrl ") and "error" in ln for ln in lines)
+    assert len(lines) == 7 and all(ln.startswith("riskrl ") and "error" in ln for ln in lines)
 
 
 def test_train_evaluate_plot_round_trip(tmp_path: Path) -> None:
