@@ -14,7 +14,7 @@ gymnasium's own environments; their zoo budgets (DQN 5e4, PPO 1e5 steps) are lar
 Usage:  python experiments/bench_agents.py [--quick] [--seeds 5] [--steps 25000] [--workers 2]
                                            [--algos BayesDQN,SB3-DQN] [--envs CartPole-v1]
         python experiments/bench_agents.py --merge results/a.json,results/b.json  (report only)
-Writes: experiments/results/bench_agents.{json,md} and bench_agents_curves.png
+Writes: experiments/results/bench_agents.{json,md} and bench_agents_curves.png (--results-dir, --out)
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ ZOO_BUDGETS = {"SB3-DQN": 50_000, "SB3-PPO": 100_000}
 def make_bayes_dqn(env_id: str, seed: int, total_steps: int, **hyperparams: Any) -> Any:
     from riskrl.agents import BayesDQN
 
-    return BayesDQN(env_id, seed=seed, **hyperparams)
+    # --bayes-dqn-hyperparams (JSON) overrides the defaults, for tuning trials.
+    extra = json.loads(os.environ.get("BENCH_BAYES_DQN_HYPERPARAMS", "") or "{}")
+    return BayesDQN(env_id, seed=seed, **{**extra, **hyperparams})
 
 
 def make_sb3_dqn(env_id: str, seed: int, total_steps: int) -> Any:
@@ -211,6 +213,8 @@ def write_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, path: P
         for algo, budget in ZOO_BUDGETS.items()
         if any(r["algo"] == algo for r in rows) and budget > args.steps
     ]
+    if getattr(args, "bayes_dqn_hyperparams", ""):
+        notes.append(f"- BayesDQN ran with non-default hyperparameters {args.bayes_dqn_hyperparams}.")
     if notes:
         lines += ["", "Notes:", "", *notes]
     if args.notes:
@@ -273,8 +277,20 @@ def main() -> None:
         help="comma-separated result JSONs (e.g. from runs on different machines): train nothing, "
         "write the combined report under --out",
     )
+    parser.add_argument(
+        "--bayes-dqn-hyperparams",
+        default="",
+        help="JSON dict of BayesDQN hyperparameters overriding the defaults, e.g. '{\"tau\": 0.005}'",
+    )
+    parser.add_argument(
+        "--results-dir", default=str(RESULTS), help="output folder (default: experiments/results)"
+    )
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.bayes_dqn_hyperparams:
+        json.loads(args.bayes_dqn_hyperparams)  # fail early on bad JSON
+        os.environ["BENCH_BAYES_DQN_HYPERPARAMS"] = args.bayes_dqn_hyperparams
+    results = Path(args.results_dir)
+    results.mkdir(parents=True, exist_ok=True)
     if args.merge:
         merged: list[dict[str, Any]] = []
         for name in args.merge.split(","):
@@ -282,9 +298,9 @@ def main() -> None:
             merged.extend(data["runs"])
             for key in ("steps", "eval_every", "eval_episodes"):
                 setattr(args, key, data["args"][key])
-        (RESULTS / f"{args.out}.json").write_text(json.dumps({"args": vars(args), "runs": merged}, indent=1))
-        write_markdown(merged, args, RESULTS / f"{args.out}.md")
-        plot_curves(merged, RESULTS / f"{args.out}_curves.png")
+        (results / f"{args.out}.json").write_text(json.dumps({"args": vars(args), "runs": merged}, indent=1))
+        write_markdown(merged, args, results / f"{args.out}.md")
+        plot_curves(merged, results / f"{args.out}_curves.png")
         print(f"merged {len(merged)} runs into {args.out}.json/.md/_curves.png")
         return
     if args.quick:
@@ -296,7 +312,7 @@ def main() -> None:
         and (not args.envs or e.env_id in args.envs.split(","))
     ]
     jobs = [(e, seed) for e in runs for seed in range(args.seeds)]
-    json_path = RESULTS / f"{args.out}.json"
+    json_path = results / f"{args.out}.json"
     rows: list[dict[str, Any]] = []
     if args.append and json_path.exists():
         planned = {(e.env_id, e.algo, seed) for e, seed in jobs}
@@ -324,8 +340,8 @@ def main() -> None:
             ]
             for f in futures:
                 done(f.result())
-    write_markdown(rows, args, RESULTS / f"{args.out}.md")
-    plot_curves(rows, RESULTS / f"{args.out}_curves.png")
+    write_markdown(rows, args, results / f"{args.out}.md")
+    plot_curves(rows, results / f"{args.out}_curves.png")
     print(f"wrote {json_path}, {args.out}.md, {args.out}_curves.png")
 
 
