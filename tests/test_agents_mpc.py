@@ -126,7 +126,7 @@ def test_disagreement_weight_adds_state_disagreement_to_the_risk_term() -> None:
     obs = np.zeros((2, 2), dtype=np.float32)
     assert agent.predict(obs)[0].tolist() == [1, 1]
     agent.config.disagreement_weight = 1.0
-    action, mean, std = agent.predict_with_uncertainty(obs)
+    action, _mean, std = agent.predict_with_uncertainty(obs)
     assert action.tolist() == [2, 2]
     np.testing.assert_allclose(std, [4.0, 4.0], atol=1e-6)  # still the return std
     agent.risk_tolerance = 0.0  # neutral plans ignore it

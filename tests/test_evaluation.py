@@ -108,7 +108,9 @@ def test_robustness_curve_and_plot(tmp_path) -> None:
     from riskrl import robustness_curve
     from riskrl.plotting import plot_robustness
 
-    curve = robustness_curve(lean_policy, "CartPole-v1", "force_mag", [2.0, 10.0, 30.0], n_episodes=60, seed=0)
+    curve = robustness_curve(
+        lean_policy, "CartPole-v1", "force_mag", [2.0, 10.0, 30.0], n_episodes=60, seed=0
+    )
     assert [x for x, _ in curve] == [2.0, 10.0, 30.0]
     assert all(res.n_episodes == 60 for _, res in curve)
     nominal = evaluate(lean_policy, "CartPole-v1", n_episodes=60, seed=0)
