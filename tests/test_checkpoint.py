@@ -152,7 +152,7 @@ def test_truncated_and_garbage_files(tmp_path: Path) -> None:
         trunc.write_bytes(data[:cut])
         with pytest.raises(CheckpointError):
             load_checkpoint(trunc)
-    (tmp_path / "garbage").write_bytes(os.urandom(256))
+    (tmp_path / "garbage").write_bytes(b"not a zip " + os.urandom(246))  # (a leading 0x80 reads as pickle)
     with pytest.raises(CheckpointError, match="not a riskrl checkpoint"):
         load_checkpoint(tmp_path / "garbage")
     with pytest.raises(CheckpointError, match="does not exist"):
