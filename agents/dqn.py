@@ -33,15 +33,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from riskrl.bayes import BayesMLP
+from riskrl.bayes import FAMILIES, BayesMLP
 from riskrl.risk import lcb, validate_risk_tolerance
 
 from .base import Agent, finite_float
 from .buffers import ReplayBuffer
+from .transitions import terminal_next_obs, uses_same_step_autoreset
 
 __all__ = ["BayesDQN", "BayesDQNConfig"]
 
-_FAMILIES = ("ensemble", "bbb", "mc_dropout")
 _EXPLORATION = ("thompson", "ucb")
 _RESAMPLE = ("episode", "step")
 _LOSSES = ("huber", "mse")
@@ -105,7 +105,7 @@ class BayesDQNConfig:
         if not self.hidden or any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {self.hidden}")
         for name, allowed in (
-            ("family", _FAMILIES),
+            ("family", FAMILIES),
             ("exploration", _EXPLORATION),
             ("thompson_resample", _RESAMPLE),
             ("loss", _LOSSES),
@@ -201,11 +201,7 @@ class BayesDQN(Agent):
         self._pool_seed = self._draw_seed()
         # NEXT_STEP autoreset: the step after a done returns a reset obs and is not a transition.
         self._skip = torch.zeros(n_env, dtype=torch.bool, device=self.device)
-        mode = getattr(self.env, "metadata", {}).get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-        mode = gym.vector.AutoresetMode(mode) if isinstance(mode, str) else mode
-        if mode not in (gym.vector.AutoresetMode.NEXT_STEP, gym.vector.AutoresetMode.SAME_STEP):
-            raise ValueError(f"BayesDQN needs an env with NEXT_STEP or SAME_STEP autoreset, got {mode}")
-        self._same_step = mode == gym.vector.AutoresetMode.SAME_STEP
+        self._same_step = uses_same_step_autoreset(self.env)
         self._n_calls = 0
         self._n_updates = 0
 
@@ -296,16 +292,7 @@ class BayesDQN(Agent):
         truncated = torch.as_tensor(truncated, device=self.device)
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
         done = terminated | truncated
-        real_next = next_obs
-        if self._same_step and "final_obs" in info:
-            final = info["final_obs"]
-            has_final = torch.as_tensor(info.get("_final_obs", done), device=self.device)
-            if isinstance(final, Tensor):
-                real_next = torch.where(has_final.unsqueeze(-1), final.to(next_obs), next_obs)
-            else:  # a numpy object array (gymnasium's own vector envs)
-                real_next = next_obs.clone()
-                for i in torch.nonzero(has_final).flatten().tolist():
-                    real_next[i] = torch.as_tensor(final[i], dtype=next_obs.dtype, device=self.device)
+        real_next = terminal_next_obs(next_obs, done, info) if self._same_step else next_obs
         if self._same_step:
             self.buffer.add(obs, actions, reward, real_next, terminated)
         else:

@@ -34,6 +34,7 @@ from riskrl.bayes import BayesMLP
 from .base import Agent
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
+from .transitions import terminal_next_obs, uses_same_step_autoreset
 
 __all__ = ["BayesMPC", "BayesMPCConfig"]
 
@@ -219,7 +220,7 @@ class BayesMPC(Agent):
         self._train_dist: Tensor | None = None  # warm start of the training-time planner
         self._eval_dist: Tensor | None = None  # warm start of predict()
         self._pending_reset: Tensor | None = None  # NEXT_STEP autoreset bookkeeping
-        self.same_step = _autoreset_mode(self.env) == "same_step"
+        self.same_step = uses_same_step_autoreset(self.env)
 
     def _model_functions(self) -> tuple[Any, Any]:
         """The env's batched ``reward_fn`` / ``termination_fn``, probed once on a ``(2, 1, ...)`` batch."""
@@ -371,14 +372,7 @@ class BayesMPC(Agent):
         truncated = torch.as_tensor(truncated, device=self.device).to(torch.bool)
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
         done = terminated | truncated
-        real_next = next_obs
-        if self.same_step and bool(done.any()):
-            final = info.get("final_obs")
-            mask = info.get("_final_obs", done)
-            if final is not None:
-                final_t = _stack_final(final, next_obs)
-                mask_t = torch.as_tensor(mask, device=self.device).to(torch.bool)
-                real_next = torch.where(mask_t[:, None], final_t, next_obs)
+        real_next = terminal_next_obs(next_obs, done, info) if self.same_step else next_obs
         valid = ~self._pending_reset  # NEXT_STEP: the step after a done only resets the env
         if bool(valid.all()):
             self._add(obs, action, reward, real_next, terminated)
@@ -471,7 +465,7 @@ class BayesMPC(Agent):
         }
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(_optimizer_state(state["optimizer"]))
+        self.optimizer.load_state_dict(state["optimizer"])  # pack_state keeps int keys and tuples
         self.buffer.load_state_dict(state["buffer"])
         n = len(self.buffer)
         self.boot_weights[:n] = state["boot_weights"]
@@ -479,34 +473,3 @@ class BayesMPC(Agent):
         self.model_updates = int(state["model_updates"])
         self._train_dist = state["train_dist"]
         self._pending_reset = state["pending_reset"]
-
-
-def _autoreset_mode(env: Any) -> str:
-    mode = getattr(env, "autoreset_mode", None) or getattr(env, "metadata", {}).get("autoreset_mode")
-    try:
-        same = gym.vector.AutoresetMode(mode) == gym.vector.AutoresetMode.SAME_STEP
-    except ValueError:
-        same = False
-    return "same_step" if same else "next_step"
-
-
-def _stack_final(final: Any, like: Tensor) -> Tensor:
-    if isinstance(final, Tensor):
-        return final.to(like.device, like.dtype)
-    rows = [
-        torch.as_tensor(f, dtype=like.dtype, device=like.device) if f is not None else like[i]
-        for i, f in enumerate(final)
-    ]
-    return torch.stack(rows)
-
-
-def _optimizer_state(state: dict[str, Any]) -> dict[str, Any]:
-    """Undo the JSON round trip of an optimizer state dict (int keys, tuples)."""
-    inner = {int(k): v for k, v in state["state"].items()}
-    groups = []
-    for g in state["param_groups"]:
-        g = dict(g)
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-        groups.append(g)
-    return {"state": inner, "param_groups": groups}
