@@ -59,7 +59,8 @@ class BayesDQNConfig:
     bbb/mc_dropout KL term (divided by the replay size), ``dropout`` for ``mc_dropout``.
 
     Learning: ``learning_rate`` (Adam), ``buffer_size``, ``learning_starts`` env steps of uniform
-    random actions before training, ``batch_size``, ``gamma``, ``train_freq`` (vectorised env steps
+    random actions before training, ``batch_size``, ``gamma``, ``n_step`` (n-step TD targets built from the replay buffer's episode
+    links; ``1`` = one-step DQN), ``train_freq`` (vectorised env steps
     between training rounds), ``gradient_steps`` per round, ``tau`` and ``target_update_interval``
     (gradient steps) for the target nets, ``double_q``, ``loss`` (``"huber"`` or ``"mse"``),
     ``max_grad_norm`` (``0`` disables clipping), ``bootstrap_p`` (each member sees each sampled
@@ -85,6 +86,7 @@ class BayesDQNConfig:
     learning_starts: int = 1_000
     batch_size: int = 64
     gamma: float = 0.98
+    n_step: int = 1
     train_freq: int = 1
     gradient_steps: int = 1
     tau: float = 0.01
@@ -118,6 +120,7 @@ class BayesDQNConfig:
             "n_particles",
             "buffer_size",
             "batch_size",
+            "n_step",
             "train_freq",
             "target_update_interval",
         ):
@@ -190,8 +193,8 @@ class BayesDQN(Agent):
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
-        self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, device=self.device)
         n_env = int(self.env.num_envs)
+        self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, device=self.device, n_envs=n_env)
         self._n_particles = cfg.n_members if cfg.family == "ensemble" else cfg.n_particles
         # Exploration state: one particle index per env, resampled at its episode ends.
         self._thompson_idx = torch.randint(
@@ -294,13 +297,22 @@ class BayesDQN(Agent):
         done = terminated | truncated
         real_next = terminal_next_obs(next_obs, done, info) if self._same_step else next_obs
         if self._same_step:
-            self.buffer.add(obs, actions, reward, real_next, terminated)
+            self.buffer.add(obs, actions, reward, real_next, terminated, done=done)
         else:
             keep = ~self._skip
             if bool(keep.all()):
-                self.buffer.add(obs, actions, reward, real_next, terminated)
+                self.buffer.add(obs, actions, reward, real_next, terminated, done=done)
             elif bool(keep.any()):
-                self.buffer.add(obs[keep], actions[keep], reward[keep], real_next[keep], terminated[keep])
+                envs = keep.nonzero().squeeze(1)
+                self.buffer.add(
+                    obs[keep],
+                    actions[keep],
+                    reward[keep],
+                    real_next[keep],
+                    terminated[keep],
+                    done[keep],
+                    envs,
+                )
             self._skip = done.clone()
         if bool(done.any()) and cfg.thompson_resample == "episode":
             self._resample(done)
@@ -313,7 +325,7 @@ class BayesDQN(Agent):
 
     def _train_step(self) -> None:
         cfg = self.config
-        batch = self.buffer.sample(cfg.batch_size, generator=self.rng)
+        batch = self.buffer.sample_n_step(cfg.batch_size, cfg.n_step, cfg.gamma, generator=self.rng)
         b = cfg.batch_size
         n = self._n_particles
         obs_both = torch.cat([batch["obs"], batch["next_obs"]], 0)
@@ -326,7 +338,7 @@ class BayesDQN(Agent):
             else:
                 next_actions = q_next_target.argmax(-1, keepdim=True)
             q_next = q_next_target.gather(2, next_actions).squeeze(-1)  # (n, B)
-            target = batch["rewards"] + cfg.gamma * (1.0 - batch["terminated"]) * q_next
+            target = batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * q_next
         if cfg.loss == "huber":
             per = F.smooth_l1_loss(q_taken, target, reduction="none")
         else:
