@@ -35,6 +35,7 @@ from .base import Agent
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
 from .transitions import terminal_next_obs, uses_same_step_autoreset
+from .value import TerminalValue
 
 __all__ = ["BayesMPC", "BayesMPCConfig"]
 
@@ -78,6 +79,13 @@ class BayesMPCConfig:
             goal none of them reaches), so optimism (``risk_tolerance < 0``) has nothing to seek
             there; ``D`` rewards visiting states the model is unsure of (an ensemble-disagreement
             exploration bonus, as in MAX / Plan2Explore). ``0`` (default) is plain PETS + risk.
+    Terminal value (what lies beyond the horizon, see :class:`riskrl.agents.value.TerminalValue`):
+        terminal_value: learn an ensemble ``V(s)`` from the replay data (n-step expectile TD, refit
+            after every model retraining) and add ``discount^H * V(s_H)`` of each particle's last
+            predicted state to its return. Off by default; it lets a short horizon solve tasks whose
+            reward lies further away (MountainCar's goal).
+        value_gamma, value_n_step, value_expectile, value_steps: its discount, TD backup length,
+            expectile (``0.5`` = mean TD) and gradient steps per refit.
     """
 
     model_family: str = "ensemble"
@@ -108,6 +116,11 @@ class BayesMPCConfig:
     sample_aleatoric: bool = True
     discount: float = 1.0
     disagreement_weight: float = 0.0
+    terminal_value: bool = False
+    value_gamma: float = 0.99
+    value_n_step: int = 10
+    value_expectile: float = 0.8
+    value_steps: int = 500
 
     def __post_init__(self) -> None:
         self.hidden = [int(h) for h in self.hidden]
@@ -127,6 +140,8 @@ class BayesMPCConfig:
             "n_elites",
             "cem_iterations",
             "n_particles",
+            "value_n_step",
+            "value_steps",
         )
         for name in positive:
             value = getattr(self, name)
@@ -140,6 +155,10 @@ class BayesMPCConfig:
             raise ValueError(f"model_lr must be > 0, got {self.model_lr}")
         if not (math.isfinite(self.disagreement_weight) and self.disagreement_weight >= 0):
             raise ValueError(f"disagreement_weight must be finite and >= 0, got {self.disagreement_weight}")
+        if not 0.0 < self.value_gamma <= 1.0:
+            raise ValueError(f"value_gamma must be in (0, 1], got {self.value_gamma}")
+        if not 0.5 <= self.value_expectile < 1.0:
+            raise ValueError(f"value_expectile must be in [0.5, 1), got {self.value_expectile}")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
 
@@ -209,7 +228,21 @@ class BayesMPC(Agent):
             action_shape=() if self.discrete else (self.act_dim,),
             action_dtype=torch.int64 if self.discrete else torch.float32,
             device=self.device,
+            n_envs=int(self.env.num_envs),
         )
+        self.value: TerminalValue | None = None
+        if cfg.terminal_value:
+            self.value = TerminalValue(
+                self.obs_dim,
+                hidden=tuple(cfg.hidden),
+                activation=cfg.activation,
+                n_members=cfg.n_members,
+                gamma=cfg.value_gamma,
+                n_step=cfg.value_n_step,
+                expectile=cfg.value_expectile,
+                steps=cfg.value_steps,
+                device=self.device,
+            )
         n_boot = cfg.n_members if cfg.model_family == "ensemble" else 1
         self.boot_weights = torch.ones(cfg.buffer_size, n_boot, device=self.device)
         self.plan_rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919)
@@ -301,6 +334,9 @@ class BayesMPC(Agent):
                 alive = alive & ~self.termination_fn(state, act_t, next_state).to(torch.bool)
             discount *= cfg.discount
             state = next_state
+        if self.value is not None:
+            beyond = self.value.particles(p)(state)
+            total = total + discount * torch.where(alive, beyond, torch.zeros_like(beyond))
         return total.reshape(p, b, c), None if spread is None else spread.reshape(b, c)
 
     def _plan(self, obs: Tensor, dist: Tensor | None, generator: torch.Generator) -> PlanResult:
@@ -375,9 +411,18 @@ class BayesMPC(Agent):
         real_next = terminal_next_obs(next_obs, done, info) if self.same_step else next_obs
         valid = ~self._pending_reset  # NEXT_STEP: the step after a done only resets the env
         if bool(valid.all()):
-            self._add(obs, action, reward, real_next, terminated)
+            self._add(obs, action, reward, real_next, terminated, done)
         elif bool(valid.any()):
-            self._add(obs[valid], action[valid], reward[valid], real_next[valid], terminated[valid])
+            envs = valid.nonzero().squeeze(1)
+            self._add(
+                obs[valid],
+                action[valid],
+                reward[valid],
+                real_next[valid],
+                terminated[valid],
+                done[valid],
+                envs,
+            )
         self._pending_reset = done.clone() if not self.same_step else torch.zeros_like(done)
         if self._train_dist is not None and bool(done.any()):
             fresh = self.planner.initial(n)
@@ -389,13 +434,22 @@ class BayesMPC(Agent):
                 self.train_model()
         return next_obs, info
 
-    def _add(self, obs: Tensor, action: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor) -> None:
+    def _add(
+        self,
+        obs: Tensor,
+        action: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        done: Tensor,
+        env_index: Tensor | None = None,
+    ) -> None:
         m = obs.shape[0]
         idx = (self.buffer.pos + torch.arange(m, device=self.device)) % self.buffer.capacity
         if self.config.bootstrap and self.boot_weights.shape[1] > 1:
             rate = torch.ones(m, self.boot_weights.shape[1], device=self.device)
             self.boot_weights[idx] = torch.poisson(rate, generator=self.rng)
-        self.buffer.add(obs, action, reward, next_obs, terminated)
+        self.buffer.add(obs, action, reward, next_obs, terminated, done=done, env_index=env_index)
 
     def train_model(self) -> float:
         """Retrain the dynamics model on every stored transition; returns the last epoch's mean loss."""
@@ -429,6 +483,8 @@ class BayesMPC(Agent):
             if steps >= cfg.max_grad_steps:
                 break
         self.model.eval()
+        if self.value is not None:
+            self.log_scalar("train/value_loss", self.value.fit(self.buffer, self.rng))
         self.trained = True
         self.steps_since_train = 0
         self.model_updates += 1
@@ -441,6 +497,7 @@ class BayesMPC(Agent):
     def _policy_state(self) -> dict[str, Any]:
         return {
             "model": dict(self.model.state_dict()),
+            "value": None if self.value is None else self.value.state_dict(),
             "trained": self.trained,
             "plan_rng": self.plan_rng.get_state(),
             "eval_dist": self._eval_dist,
@@ -449,6 +506,10 @@ class BayesMPC(Agent):
     def _load_policy_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.model.eval()
+        if self.value is not None:
+            if state.get("value") is None:
+                raise ValueError("this checkpoint has no terminal value; load it with terminal_value=False")
+            self.value.load_state_dict(state["value"])
         self.trained = bool(state["trained"])
         self.plan_rng.set_state(state["plan_rng"].cpu())
         self._eval_dist = state["eval_dist"]

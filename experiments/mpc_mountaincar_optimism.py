@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> None:
     import riskrl
     from riskrl.agents import BayesMPC
 
-    cfg = {**MCC_MPC, "disagreement_weight": args.w}
+    cfg = {**MCC_MPC, "disagreement_weight": args.w, "terminal_value": args.terminal_value}
     agent = BayesMPC(ENV, risk_tolerance=args.k, seed=args.seed, **cfg)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> None:
         "seed": args.seed,
         "risk_tolerance_train": args.k,
         "disagreement_weight": args.w,
+        "terminal_value": args.terminal_value,
         "steps": args.steps,
         "config": cfg,
         "chunks": [],
@@ -96,18 +97,26 @@ def run(args: argparse.Namespace) -> None:
 
 def merge(paths: list[str], notes: str) -> None:
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    runs.sort(key=lambda r: (r["risk_tolerance_train"], r["disagreement_weight"], r["seed"]))
+    runs.sort(
+        key=lambda r: (
+            r.get("terminal_value", False),
+            r["risk_tolerance_train"],
+            r["disagreement_weight"],
+            r["seed"],
+        )
+    )
     (RESULTS / "mpc_mountaincar_optimism.json").write_text(json.dumps({"runs": runs}, indent=1))
     lines = [
         "# BayesMPC optimism on MountainCarContinuous-v0",
         "",
         f"Planner {MCC_MPC} (the quick check's). Evaluation: `riskrl.evaluate(agent, '{ENV}', "
-        "n_episodes=5, seed=10000 + seed)`, 5 episodes batched, final agent. Goal hits = training "
+        "n_episodes=N, seed=10000 + seed)`, N episodes batched (N = the number of returns listed), final "
+        "agent. V = the learnt terminal value (`terminal_value=True`). Goal hits = training "
         "transitions with the +100 goal reward. One torch thread per run, two runs at once on a shared, "
         "loaded 2-core CPU (wall-clock only roughly comparable).",
         "",
-        "| train k | w | seed | steps | train goal hits (per chunk) | eval k=0 mean (returns) | eval k=train mean (returns) | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| train k | w | V | seed | steps | train goal hits (per chunk) | eval k=0 mean (returns) | eval k=train mean (returns) | train s | eval s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         per = " / ".join(str(c["goal_hits"]) for c in r["chunks"])
@@ -123,7 +132,8 @@ def merge(paths: list[str], notes: str) -> None:
         eval_s = " + ".join(str(e["wall_s"]) for e in ev.values()) or "-"
         steps_done = r["chunks"][-1]["end_step"] if r["chunks"] else 0
         lines.append(
-            f"| {k} | {r['disagreement_weight']:g} | {r['seed']} | {steps_done} | "
+            f"| {k} | {r['disagreement_weight']:g} | {'yes' if r.get('terminal_value') else 'no'} | "
+            f"{r['seed']} | {steps_done} | "
             f"{r.get('train_goal_hits', 0)} ({per}) | {cell('0')} | {cell(k) if k != '0' else 'same'} | "
             f"{r.get('train_s', '-')} | {eval_s} |"
         )
@@ -141,6 +151,7 @@ def main() -> None:
     r.add_argument("--k", type=float, default=-5.0)
     r.add_argument("--w", type=float, default=1.0)
     r.add_argument("--eval-episodes", type=int, default=5)
+    r.add_argument("--terminal-value", action="store_true", help="BayesMPC(terminal_value=True)")
     r.add_argument("--out", required=True)
     m = sub.add_parser("merge")
     m.add_argument("paths", nargs="+")
