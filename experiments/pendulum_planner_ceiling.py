@@ -21,12 +21,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_agents_mpc import PENDULUM_MPC  # noqa: E402
+from bench_agents_mpc import PENDULUM_MPC
 
 RESULTS = Path(__file__).parent / "results"
 
 
-def exact_returns(obs: torch.Tensor, actions: torch.Tensor, g: float = 10.0, dt: float = 0.05) -> torch.Tensor:
+def exact_returns(
+    obs: torch.Tensor, actions: torch.Tensor, g: float = 10.0, dt: float = 0.05
+) -> torch.Tensor:
     """Returns ``(1, B, C)`` of action sequences ``(B, C, H, 1)`` under Pendulum-v1's own equations."""
     b, c, h = actions.shape[:3]
     th = torch.atan2(obs[:, 1], obs[:, 0]).repeat_interleave(c)
