@@ -269,3 +269,29 @@ def test_fit_with_a_seed_ignores_the_global_rng(family: str) -> None:
         fit(model, x, y, epochs=3, batch_size=16, seed=7)
         weights.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_layer_norm_activations_make_hidden_layers_scale_invariant(family: str) -> None:
+    """``ln_relu``/``ln_silu`` normalise each hidden layer: scaling a hidden layer's weights and bias
+    changes nothing downstream (plain ``relu`` would scale the output), in particles and predict alike."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 3)
+    for activation in ("ln_relu", "ln_silu"):
+        model = BayesMLP(3, 2, hidden=(8, 8), family=family, activation=activation, dropout=0.0)
+        before = model.particles(4, generator=_gen(1))(x)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.startswith("layers.0.") and "rho" not in name:  # weights/means, not bbb's sigmas
+                    p.mul_(7.0)
+        after = model.particles(4, generator=_gen(1))(x)
+        if family != "bbb":  # bbb adds sampled noise of the unscaled sigma: only the mean part scales
+            torch.testing.assert_close(after, before, atol=1e-4, rtol=1e-4)
+        assert torch.isfinite(model.predict(x, generator=_gen()).mean).all()
+    plain = BayesMLP(3, 2, hidden=(8, 8), family="ensemble", activation="relu")
+    before = plain.particles(4)(x)
+    with torch.no_grad():
+        for name, p in plain.named_parameters():
+            if name.startswith("layers.0."):
+                p.mul_(7.0)
+    assert not torch.allclose(plain.particles(4)(x), before, atol=1e-3)

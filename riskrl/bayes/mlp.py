@@ -19,6 +19,19 @@ from riskrl.bayes.prediction import LayerDraw, Particles, Prediction, soft_clamp
 __all__ = ["ACTIVATIONS", "FAMILIES", "BayesMLP", "Standardizer"]
 
 FAMILIES = ("bbb", "mc_dropout", "ensemble")
+
+
+def _ln_relu(h: Tensor) -> Tensor:
+    return torch.relu(F.layer_norm(h, h.shape[-1:]))
+
+
+def _ln_silu(h: Tensor) -> Tensor:
+    return F.silu(F.layer_norm(h, h.shape[-1:]))
+
+
+# ``ln_*``: layer normalisation over the hidden units (no learnt scale/shift) before the
+# nonlinearity. It keeps hidden features bounded, which stabilises TD learning (Gallici et al. 2024,
+# "Simplifying Deep Temporal Difference Learning").
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
     "tanh": torch.tanh,
@@ -26,6 +39,8 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "silu": F.silu,
     "gelu": F.gelu,
     "leaky_relu": F.leaky_relu,
+    "ln_relu": _ln_relu,
+    "ln_silu": _ln_silu,
 }
 _LOG_2PI = math.log(2 * math.pi)
 
