@@ -7,7 +7,8 @@ them through its command line:
 * Pendulum-v1: BayesMPC (risk-neutral) vs SAC and PPO with rl-baselines3-zoo hyperparameters;
   shifted dynamics = pendulum mass x1.3.
 * MountainCarContinuous-v0: BayesMPC with an optimistic ``risk_tolerance`` (plans scored by
-  ``mean + |k| * std`` of the predicted return: an exploration bonus where the model is unsure) vs
+  ``mean + |k| * std`` of the predicted return: an exploration bonus where the model is unsure),
+  alone or with the state-disagreement bonus (``w=1``) and the learnt terminal value (``V``), vs
   SAC (zoo hyperparameters); shifted dynamics = engine power x0.85.
 
 Usage:  python experiments/bench_agents_mpc.py --envs Pendulum-v1 --steps 5000 --seeds 3 \
@@ -85,6 +86,18 @@ MPC_RUNS = [
     ),
     bench.Entry(
         "MountainCarContinuous-v0", "BayesMPC(k=0)", functools.partial(make_bayes_mpc, **MCC_MPC), "riskrl"
+    ),
+    bench.Entry(
+        "MountainCarContinuous-v0",
+        f"BayesMPC(k={MCC_OPTIMISM:g},w=1,V)",
+        functools.partial(
+            make_bayes_mpc,
+            risk_tolerance=MCC_OPTIMISM,
+            disagreement_weight=1.0,
+            terminal_value=True,
+            **MCC_MPC,
+        ),
+        "riskrl",
     ),
     bench.Entry("MountainCarContinuous-v0", "SB3-SAC", make_sb3_sac, "sb3"),
 ]
