@@ -205,3 +205,30 @@ def test_other_posterior_families_run(family: str) -> None:
     action, _, std = agent.predict_with_uncertainty(obs)
     assert action.shape == (5,) and (std > 0).all()
     assert torch.equal(agent.predict(obs)[0], agent.predict(obs)[0])  # fixed draw for acting
+
+
+@pytest.mark.parametrize("autoreset", ["SAME_STEP", "NEXT_STEP"])
+def test_n_step_targets_follow_each_env_episode(autoreset: str) -> None:
+    """CartPole pays 1 per step, so an m-step return is (1 - gamma^m) / (1 - gamma): every sampled
+    n-step reward must agree with its discount, episodes must cut the sum short (m < n at their
+    ends), and most samples are full n-step sums, in both autoreset modes (NEXT_STEP's reset
+    steps are not transitions and must not be linked into an episode)."""
+    import gymnasium as gym
+
+    from riskrl.envs import make_vec
+
+    gamma, n = 0.9, 4
+    venv = make_vec("CartPole-v1", num_envs=3, autoreset_mode=getattr(gym.vector.AutoresetMode, autoreset))
+    agent = BayesDQN(venv, seed=0, gamma=gamma, n_step=n, learning_starts=400, hidden=(16,))
+    agent.learn(600)
+    batch = agent.buffer.sample_n_step(4000, n, gamma, generator=torch.Generator().manual_seed(0))
+    m = torch.round(torch.log(batch["discounts"]) / math.log(gamma))
+    torch.testing.assert_close(batch["rewards"], (1 - gamma**m) / (1 - gamma))
+    assert set(m.unique().tolist()) <= {1.0, 2.0, 3.0, 4.0}
+    assert (m == n).float().mean() > 0.6  # random-policy episodes last about 20 steps
+    # a shortened sum ends at its episode's end, or at the newest stored step of that env: at most
+    # n - 1 start rows per env (3 envs) are short without a termination
+    short = m < n
+    assert bool(batch["terminated"][short].any())
+    open_ended = batch["obs"][short & (batch["terminated"] == 0)]
+    assert 0 < open_ended.unique(dim=0).shape[0] <= 3 * (n - 1)
