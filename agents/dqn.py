@@ -73,7 +73,10 @@ class BayesDQNConfig:
     """
 
     num_envs: int = 1
-    hidden: tuple[int, ...] = (64, 64)
+    # (256, 256): with (64, 64) nets, 3 of 5 CartPole runs collapsed after reaching 500; wider nets
+    # (or a smaller prior_scale) mostly stop that, likely because a small net spends its capacity
+    # offsetting the random prior net. Trials: experiments/results/bench_agents.md.
+    hidden: tuple[int, ...] = (256, 256)
     family: str = "ensemble"
     n_members: int = 5
     prior_scale: float = 3.0

@@ -99,7 +99,7 @@ def test_learns_cartpole_far_above_random() -> None:
     agent = BayesDQN("CartPole-v1", seed=0)
     agent.learn(5_000)
     result = riskrl.evaluate(agent, "CartPole-v1", n_episodes=20, seed=123)
-    assert result.mean > 150, f"mean return {result.mean:.1f} after 5k steps (random is about 22)"
+    assert result.mean > 100, f"mean return {result.mean:.1f} after 5k steps (random is about 22)"
 
 
 # ------------------------------------------------------------------ save / load
