@@ -260,6 +260,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25_000)
     parser.add_argument("--eval-every", type=int, default=2_500)
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1"
+    )
     parser.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--algos", default="", help="comma-separated algo names (default: all)")
     parser.add_argument("--envs", default="", help="comma-separated env ids (default: all)")
@@ -311,7 +314,8 @@ def main() -> None:
         if (not args.algos or e.algo in args.algos.split(","))
         and (not args.envs or e.env_id in args.envs.split(","))
     ]
-    jobs = [(e, seed) for e in runs for seed in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    jobs = [(e, seed) for e in runs for seed in seeds]
     json_path = results / f"{args.out}.json"
     rows: list[dict[str, Any]] = []
     if args.append and json_path.exists():
