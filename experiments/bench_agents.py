@@ -308,6 +308,13 @@ def main() -> None:
         return
     if args.quick:
         args.seeds, args.steps, args.eval_every, args.eval_episodes = 2, 3_000, 1_000, 5
+    for flag, wanted, known in (
+        ("--algos", args.algos, {e.algo for e in RUNS}),
+        ("--envs", args.envs, {e.env_id for e in RUNS}),
+    ):
+        unknown = [name for name in wanted.split(",") if name and name not in known] if wanted else []
+        if unknown:
+            parser.error(f"{flag}: unknown {unknown}; known: {sorted(known)}")
     runs = [
         e
         for e in RUNS

@@ -89,7 +89,7 @@ MPC_RUNS = [
     ),
     bench.Entry(
         "MountainCarContinuous-v0",
-        f"BayesMPC(k={MCC_OPTIMISM:g},w=1,V)",
+        f"BayesMPC(k={MCC_OPTIMISM:g} w=1 V)",
         functools.partial(
             make_bayes_mpc,
             risk_tolerance=MCC_OPTIMISM,
