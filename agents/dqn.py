@@ -38,7 +38,7 @@ from riskrl.risk import lcb, validate_risk_tolerance
 
 from .base import Agent, finite_float
 from .buffers import ReplayBuffer
-from .transitions import terminal_next_obs, uses_same_step_autoreset
+from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
 
 __all__ = ["BayesDQN", "BayesDQNConfig"]
 
@@ -299,23 +299,9 @@ class BayesDQN(Agent):
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
         done = terminated | truncated
         real_next = terminal_next_obs(next_obs, done, info) if self._same_step else next_obs
-        if self._same_step:
-            self.buffer.add(obs, actions, reward, real_next, terminated, done=done)
-        else:
-            keep = ~self._skip
-            if bool(keep.all()):
-                self.buffer.add(obs, actions, reward, real_next, terminated, done=done)
-            elif bool(keep.any()):
-                envs = keep.nonzero().squeeze(1)
-                self.buffer.add(
-                    obs[keep],
-                    actions[keep],
-                    reward[keep],
-                    real_next[keep],
-                    terminated[keep],
-                    done[keep],
-                    envs,
-                )
+        # NEXT_STEP autoreset: the step after a done only resets that env (``_skip``), no transition.
+        add_valid(self.buffer.add, ~self._skip, obs, actions, reward, real_next, terminated, done)
+        if not self._same_step:
             self._skip = done.clone()
         if bool(done.any()) and cfg.thompson_resample == "episode":
             self._resample(done)

@@ -34,7 +34,7 @@ from riskrl.bayes import BayesMLP
 from .base import Agent
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
-from .transitions import terminal_next_obs, uses_same_step_autoreset
+from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
 from .value import TerminalValue
 
 __all__ = ["BayesMPC", "BayesMPCConfig"]
@@ -410,19 +410,7 @@ class BayesMPC(Agent):
         done = terminated | truncated
         real_next = terminal_next_obs(next_obs, done, info) if self.same_step else next_obs
         valid = ~self._pending_reset  # NEXT_STEP: the step after a done only resets the env
-        if bool(valid.all()):
-            self._add(obs, action, reward, real_next, terminated, done)
-        elif bool(valid.any()):
-            envs = valid.nonzero().squeeze(1)
-            self._add(
-                obs[valid],
-                action[valid],
-                reward[valid],
-                real_next[valid],
-                terminated[valid],
-                done[valid],
-                envs,
-            )
+        add_valid(self._add, valid, obs, action, reward, real_next, terminated, done)
         self._pending_reset = done.clone() if not self.same_step else torch.zeros_like(done)
         if self._train_dist is not None and bool(done.any()):
             fresh = self.planner.initial(n)

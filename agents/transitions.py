@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
 import torch
 from torch import Tensor
 
-__all__ = ["terminal_next_obs", "uses_same_step_autoreset"]
+__all__ = ["add_valid", "terminal_next_obs", "uses_same_step_autoreset"]
 
 
 def uses_same_step_autoreset(env: Any) -> bool:
@@ -43,3 +44,23 @@ def terminal_next_obs(next_obs: Tensor, done: Tensor, info: dict[str, Any]) -> T
         for i, (f, m) in enumerate(zip(final, mask.tolist()))
     ]
     return torch.stack(rows)
+
+
+def add_valid(
+    add: Callable[..., None],
+    valid: Tensor,
+    obs: Tensor,
+    actions: Tensor,
+    rewards: Tensor,
+    next_obs: Tensor,
+    terminated: Tensor,
+    done: Tensor,
+) -> None:
+    """Store the transitions of the envs in ``valid`` through
+    ``add(obs, actions, rewards, next_obs, terminated, done, env_index)``: every env at once
+    (``env_index=None``) when all are valid, else the valid rows with their env indices."""
+    if bool(valid.all()):
+        add(obs, actions, rewards, next_obs, terminated, done, None)
+    elif bool(valid.any()):
+        envs = valid.nonzero().squeeze(1)
+        add(obs[envs], actions[envs], rewards[envs], next_obs[envs], terminated[envs], done[envs], envs)
