@@ -117,10 +117,12 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """A uniformly drawn batch (with replacement) as a dict of tensors."""
+        return self._take(self._draw(batch_size, generator))
+
+    def _draw(self, batch_size: int, generator: torch.Generator | None) -> Tensor:
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return self._take(idx)
+        return torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
 
     def sample_n_step(
         self, batch_size: int, n_step: int, gamma: float, generator: torch.Generator | None = None
@@ -137,17 +139,13 @@ class ReplayBuffer:
             raise ValueError("sample_n_step needs a buffer built with n_envs (episode links)")
         if int(n_step) < 1:
             raise ValueError(f"n_step must be >= 1, got {n_step}")
-        if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        first = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
+        first = self._draw(batch_size, generator)
         rewards = self.rewards[first].clone()
         discounts = torch.full_like(rewards, float(gamma))
         cur = first
         for _ in range(int(n_step) - 1):
             nxt = self.next_index[cur]
-            ok = nxt >= 0
-            if not bool(ok.any()):
-                break
+            ok = nxt >= 0  # no early exit: a host sync per step would cost more on a GPU
             nxt = torch.where(ok, nxt, cur)
             rewards = rewards + torch.where(ok, discounts * self.rewards[nxt], torch.zeros_like(rewards))
             discounts = torch.where(ok, discounts * gamma, discounts)
