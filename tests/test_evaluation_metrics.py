@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from riskrl import evaluate
 from riskrl.evaluation import EvalResult, bootstrap_ci
 
 
@@ -70,3 +71,28 @@ def test_to_dict_is_json_ready() -> None:
     d = json.loads(json.dumps(res.to_dict()))
     assert d["returns"] == [1.0, 2.0, 3.0] and d["failure_rate"] == pytest.approx(2 / 3)
     assert "cvar" in str(res).lower()
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.25, 0.5])
+def test_cvar_uses_the_given_alpha(alpha: float) -> None:
+    """CVaR, its bootstrap interval and ``evaluate`` all follow ``alpha`` (not a fixed 0.1)."""
+    x = np.arange(1.0, 201.0)  # 200 distinct returns: the worst alpha share is 1 .. alpha * 200
+    k = round(alpha * 200)
+    res = _result(x, alpha=alpha)
+    assert res.cvar == pytest.approx(x[:k].mean())
+    lo, hi = bootstrap_ci(x, alpha, seed=0)["cvar"]
+    assert lo <= x[:k].mean() <= hi
+    if alpha >= 0.25:  # far from the 0.1 tail: an interval computed with alpha 0.1 would miss it
+        assert lo > x[:20].mean()
+
+
+def test_evaluate_passes_alpha_through() -> None:
+    def lean(obs):
+        return (obs[:, 2] > 0).long()
+
+    a = evaluate(lean, "CartPole-v1", n_episodes=40, seed=3, alpha=0.1)
+    b = evaluate(lean, "CartPole-v1", n_episodes=40, seed=3, alpha=0.5)
+    np.testing.assert_array_equal(a.returns, b.returns)
+    assert b.alpha == 0.5
+    assert b.cvar == pytest.approx(np.sort(b.returns)[:20].mean())
+    assert a.cvar == pytest.approx(np.sort(a.returns)[:4].mean())
