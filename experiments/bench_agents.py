@@ -20,6 +20,7 @@ Writes: experiments/results/bench_agents.{json,md} and bench_agents_curves.png (
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import time
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from riskrl.results import code_version, write_results
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -113,6 +116,16 @@ class _Evaluator:
         return float(result.mean)
 
 
+def run_hyperparams(entry: Entry, model: Any) -> dict[str, Any]:
+    """The resolved hyperparameters a run trained with (riskrl config dataclass or the zoo table)."""
+    if entry.kind == "riskrl":
+        return dataclasses.asdict(model.config)
+    from riskrl.benchmark import SB3_ZOO
+
+    n_envs, zoo = SB3_ZOO[(entry.algo.removeprefix("SB3-"), entry.env_id)]
+    return {"n_envs": n_envs, **zoo}
+
+
 def run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict[str, Any]:
     """Train one (entry, seed), return its curve, final returns and wall-clock."""
     import torch
@@ -152,6 +165,11 @@ def run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes:
         "algo": entry.algo,
         "seed": seed,
         "steps": steps,
+        "hyperparams": run_hyperparams(entry, model),
+        "overrides": json.loads(os.environ.get("BENCH_BAYES_DQN_HYPERPARAMS", "") or "{}")
+        if entry.algo == "BayesDQN"
+        else {},
+        "code_version": code_version(__file__),
         "curve": ev.curve,
         "final_return": final,
         "best_return": max(r for _, r in ev.curve),
@@ -172,7 +190,26 @@ def _fmt(values: list[float]) -> str:
     return f"{a.mean():.1f} ± {a.std():.1f}"
 
 
-def write_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, path: Path) -> None:
+def run_label(row: dict[str, Any]) -> str:
+    """The algorithm name plus any hyperparameter overrides (older files: their stored label)."""
+    overrides = row.get("overrides") or {}
+    if not overrides:
+        return row["algo"]
+    return f"{row['algo']} {json.dumps(overrides, sort_keys=True, separators=(',', ':'))}"
+
+
+def group_runs(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Runs grouped by (env, label); refuses two runs of one group with the same seed (a copy)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        group = groups.setdefault((r["env_id"], run_label(r)), [])
+        if any(g["seed"] == r["seed"] for g in group):
+            raise ValueError(f"two runs of {r['env_id']} {run_label(r)} with seed {r['seed']}")
+        group.append(r)
+    return groups
+
+
+def markdown_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "# Agents benchmark: riskrl vs stable-baselines3",
         "",
@@ -187,9 +224,7 @@ def write_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, path: P
         "(median first step) | train s |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((r["env_id"], r["algo"]), []).append(r)
+    groups = group_runs(rows)
     for (env_id, algo), rs in groups.items():
         firsts = [r["first_step_at_500"] for r in rs if r["first_step_at_500"] is not None]
         reached = f"{len(firsts)}/{len(rs)}" + (f" ({int(np.median(firsts))})" if firsts else "")
@@ -219,10 +254,10 @@ def write_markdown(rows: list[dict[str, Any]], args: argparse.Namespace, path: P
         lines += ["", "Notes:", "", *notes]
     if args.notes:
         lines += ["", args.notes]
-    path.write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
-def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
+def plot_curves(rows: list[dict[str, Any]]) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,9 +266,9 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
     envs = sorted({r["env_id"] for r in rows})
     fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
     for ax, env_id in zip(axes[0], envs):
-        algos = sorted({r["algo"] for r in rows if r["env_id"] == env_id})
-        for algo in algos:
-            rs = [r for r in rows if r["env_id"] == env_id and r["algo"] == algo]
+        for (group_env, algo), rs in group_runs(rows).items():
+            if group_env != env_id:
+                continue
             steps = sorted({t for r in rs for t, _ in r["curve"]})
             # each seed's curve, interpolated on the common step grid
             ys = np.array([np.interp(steps, *zip(*r["curve"])) for r in rs])
@@ -245,7 +280,26 @@ def plot_curves(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("evaluation return")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    return fig
+
+
+def save(rows: list[dict[str, Any]], args: argparse.Namespace, results: Path, partial: bool = False) -> None:
+    """JSON (config + provenance + runs) after every run; markdown and the curve plot at the end."""
+    import matplotlib.pyplot as plt
+
+    group_runs(rows)  # refuse duplicated runs before anything is written
+    if partial:
+        write_results(results, args.out, {"runs": rows, "complete": False}, config=vars(args))
+        return
+    fig = plot_curves(rows)
+    write_results(
+        results,
+        args.out,
+        {"runs": rows, "complete": True},
+        config=vars(args),
+        markdown=markdown_report(rows, args),
+        figures={"curves": fig},
+    )
     plt.close(fig)
 
 
@@ -299,11 +353,10 @@ def main() -> None:
         for name in args.merge.split(","):
             data = json.loads(Path(name).read_text())
             merged.extend(data["runs"])
+            config = data.get("config") or data["args"]  # files before riskrl.results: "args"
             for key in ("steps", "eval_every", "eval_episodes"):
-                setattr(args, key, data["args"][key])
-        (results / f"{args.out}.json").write_text(json.dumps({"args": vars(args), "runs": merged}, indent=1))
-        write_markdown(merged, args, results / f"{args.out}.md")
-        plot_curves(merged, results / f"{args.out}_curves.png")
+                setattr(args, key, config[key])
+        save(merged, args, results)
         print(f"merged {len(merged)} runs into {args.out}.json/.md/_curves.png")
         return
     if args.quick:
@@ -327,7 +380,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     if args.append and json_path.exists():
         planned = {(e.env_id, e.algo, seed) for e, seed in jobs}
-        old = json.loads(json_path.read_text())["runs"]
+        old = json.loads(json_path.read_text())["runs"]  # each run keeps its own hyperparams/code version
         rows = [r for r in old if (r["env_id"], r["algo"], r["seed"]) not in planned]
 
     def done(row: dict[str, Any]) -> None:
@@ -338,7 +391,7 @@ def main() -> None:
             f"first@500 {row['first_step_at_500']} ({row['train_seconds']:.0f}s)",
             flush=True,
         )
-        json_path.write_text(json.dumps({"args": vars(args), "runs": rows}, indent=1))
+        save(rows, args, results, partial=True)
 
     if args.workers <= 1:
         for e, seed in jobs:
@@ -351,8 +404,7 @@ def main() -> None:
             ]
             for f in futures:
                 done(f.result())
-    write_markdown(rows, args, results / f"{args.out}.md")
-    plot_curves(rows, results / f"{args.out}_curves.png")
+    save(rows, args, results)
     print(f"wrote {json_path}, {args.out}.md, {args.out}_curves.png")
 
 

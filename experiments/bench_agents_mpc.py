@@ -15,8 +15,8 @@ Usage:  python experiments/bench_agents_mpc.py --envs Pendulum-v1 --steps 5000 -
             --eval-every 1000 --eval-episodes 5 --out bench_agents_mpc_pendulum
         python experiments/bench_agents_mpc.py --envs MountainCarContinuous-v0 --steps 10000 ...
 (all flags are ``bench_agents.py``'s; ``--algos`` picks e.g. ``BayesMPC,SB3-SAC``), and
-        python experiments/bench_agents_mpc.py --merge OUT "notes" a.json b.json  (one report from
-        several runs, e.g. one process per algorithm on a 2-core machine).
+        python experiments/bench_agents_mpc.py --merge a.json,b.json --out OUT --notes "..."  (one
+        report from several runs, e.g. one process per algorithm on a 2-core machine).
 """
 
 from __future__ import annotations
@@ -116,28 +116,7 @@ def register() -> None:
 register()
 
 
-def merge(paths: list[str], out: str, notes: str = "") -> None:
-    """Combine the JSON of several runs of this script (e.g. one process per algorithm) into one report."""
-    import argparse
-    import json
-
-    rows: list[dict[str, Any]] = []
-    args: dict[str, Any] = {}
-    for p in paths:
-        data = json.loads(Path(p).read_text())
-        args = {**data["args"], **args}
-        rows += data["runs"]
-    ns = argparse.Namespace(**{**args, "notes": notes, "out": out})
-    (bench.RESULTS / f"{out}.json").write_text(json.dumps({"args": vars(ns), "runs": rows}, indent=1))
-    bench.write_markdown(rows, ns, bench.RESULTS / f"{out}.md")
-    bench.plot_curves(rows, bench.RESULTS / f"{out}_curves.png")
-
-
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--merge"]:
-        # python experiments/bench_agents_mpc.py --merge OUT "NOTES" a.json b.json ...
-        merge(sys.argv[4:], sys.argv[2], sys.argv[3])
-        sys.exit(0)
     if "--envs" not in sys.argv:
         sys.argv += ["--envs", "Pendulum-v1,MountainCarContinuous-v0"]
     bench.main()
