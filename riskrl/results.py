@@ -67,8 +67,12 @@ def provenance() -> dict[str, Any]:
         load = list(os.getloadavg())
     except OSError:
         load = None
+    version = code_version()
+    if version["git_commit"] is None and sys.argv and Path(sys.argv[0]).exists():
+        # riskrl installed as a wheel: the checkout of the running script tells the code version
+        version = {**code_version(sys.argv[0]), "riskrl": __version__}
     return {
-        **code_version(),
+        **version,
         "libraries": _library_versions(),
         "python": platform.python_version(),
         "platform": platform.platform(),
