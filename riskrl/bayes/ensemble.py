@@ -1,6 +1,7 @@
-"""Vectorised deep ensemble layers: K members' weights stacked as ``(K, in, out)``.
+"""Vectorised deep ensemble layers: K members' weights stacked as ``(K, in, out)`` (linear) or
+``(K, out, in, k, k)`` (conv).
 
-One ``torch.baddbmm`` evaluates all members at once (the same computation as ``torch.func``'s
+One ``torch.baddbmm`` (one grouped ``conv2d``) evaluates all members at once (the same computation as ``torch.func``'s
 ``stack_module_state`` + ``vmap`` over ``nn.Linear``, without the functional-call overhead), so K
 members train in one pass. Randomized prior functions (Osband et al. 2018) use a second stack of
 the same shape, stored as buffers: fixed, random and never trained.
@@ -11,9 +12,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["EnsembleLinear"]
+__all__ = ["EnsembleConv2d", "EnsembleLinear", "ensemble_conv2d"]
 
 
 class EnsembleLinear(nn.Module):
@@ -54,3 +56,76 @@ class EnsembleLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+def ensemble_conv2d(x: Tensor, weight: Tensor, bias: Tensor, stride: int, padding: int) -> Tensor:
+    """``K`` convolutions in one call: ``weight`` ``(K, out, in, k, k)``, ``bias`` ``(K, out)``.
+
+    ``x`` is ``(B, in, H, W)`` (shared by the K kernels: one convolution with ``K * out`` filters) or
+    ``(B, K, in, H, W)`` (one input per kernel set: a grouped convolution with ``groups=K``); returns
+    ``(B, K, out, H', W')``. Kernel set ``k`` only ever sees input ``k``.
+    """
+    k, out = weight.shape[:2]
+    if x.dim() == 4:
+        y = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), stride, padding)
+    else:
+        y = F.conv2d(x.flatten(1, 2), weight.flatten(0, 1), bias.flatten(), stride, padding, groups=k)
+    return y.unflatten(1, (k, out))
+
+
+class EnsembleConv2d(nn.Module):
+    """``K`` independent 2-d convolutions: ``x (B, C, H, W)`` or ``(B, K, C, H, W) -> (B, K, out, H', W')``.
+
+    All members run as one grouped convolution (:func:`ensemble_conv2d`). With ``trainable=False``
+    the kernels are buffers (randomized prior networks).
+    """
+
+    def __init__(
+        self,
+        n_members: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        *,
+        trainable: bool = True,
+    ) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        if in_channels < 1 or out_channels < 1 or kernel_size < 1 or stride < 1 or padding < 0:
+            raise ValueError(
+                "need in_channels, out_channels, kernel_size, stride >= 1 and padding >= 0, got "
+                f"{in_channels}, {out_channels}, {kernel_size}, {stride}, {padding}"
+            )
+        self.n_members, self.in_channels, self.out_channels = n_members, in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        bound = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
+        w = torch.empty(n_members, out_channels, in_channels, kernel_size, kernel_size).uniform_(
+            -bound, bound
+        )
+        b = torch.empty(n_members, out_channels).uniform_(-bound, bound)
+        if trainable:
+            self.weight = nn.Parameter(w)
+            self.bias = nn.Parameter(b)
+        else:
+            self.register_buffer("weight", w)
+            self.register_buffer("bias", b)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Every member's convolution of its input; see :func:`ensemble_conv2d`."""
+        return ensemble_conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def select(self, n: int) -> tuple[Tensor, Tensor]:
+        """Kernels for ``n`` particles, particle ``i`` = member ``i % K``: ``(n, out, in, k, k)``, ``(n, out)``."""
+        if n == self.n_members:
+            return self.weight, self.bias
+        idx = torch.arange(n, device=self.weight.device) % self.n_members
+        return self.weight.index_select(0, idx), self.bias.index_select(0, idx)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_members={self.n_members}, {self.in_channels}, {self.out_channels}, "
+            f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        )

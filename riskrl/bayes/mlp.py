@@ -1,4 +1,5 @@
-"""``BayesMLP``: one network class, three posterior families, one uncertainty interface."""
+"""``BayesMLP``: one network class, three posterior families, two likelihoods (Gaussian regression,
+categorical classification), an optional convolutional trunk, one uncertainty interface."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from riskrl.bayes.ensemble import EnsembleLinear
-from riskrl.bayes.layers import BayesLinear, MCDropout
-from riskrl.bayes.prediction import LayerDraw, Particles, Prediction, soft_clamp_logvar
+from riskrl.bayes.ensemble import EnsembleConv2d, EnsembleLinear
+from riskrl.bayes.layers import BayesConv2d, BayesLinear, MCDropout
+from riskrl.bayes.prediction import (
+    ClassPrediction,
+    LayerDraw,
+    Particles,
+    Prediction,
+    flatten_features,
+    soft_clamp_logvar,
+)
 
-__all__ = ["ACTIVATIONS", "FAMILIES", "BayesMLP", "Standardizer"]
+__all__ = ["ACTIVATIONS", "FAMILIES", "LIKELIHOODS", "BayesMLP", "Standardizer"]
 
 FAMILIES = ("bbb", "mc_dropout", "ensemble")
+LIKELIHOODS = ("gaussian", "categorical")
+_CONV_TYPES = (BayesConv2d, nn.Conv2d, EnsembleConv2d)
 
 
 def _ln_relu(h: Tensor) -> Tensor:
@@ -91,7 +101,8 @@ class Standardizer(nn.Module):
 
 
 class BayesMLP(nn.Module):
-    """A Bayesian MLP regressor ``R^in_dim -> R^out_dim`` from one of three posterior families.
+    """A Bayesian MLP ``R^in_dim -> R^out_dim`` from one of three posterior families: a regressor
+    (``likelihood="gaussian"``) or a classifier over ``out_dim`` classes (``"categorical"``).
 
     Args:
         in_dim, out_dim: input and output sizes.
@@ -106,10 +117,24 @@ class BayesMLP(nn.Module):
         dropout, length_scale: MC-dropout rate and Gal's prior length-scale (sets the weight decay).
         prior, prior_sigma, mixture_pi, mixture_sigma1, mixture_sigma2, posterior_rho_init: bbb prior
             (``"gaussian"`` or ``"mixture"``) and posterior init (``sigma = softplus(rho)``).
+        likelihood: ``"gaussian"`` (regression, the default) or ``"categorical"``: the network outputs
+            ``out_dim`` logits, targets are integer labels in ``[0, out_dim)``, training minimises
+            cross-entropy + the family's KL / N, and :meth:`predict` returns a
+            :class:`~riskrl.bayes.prediction.ClassPrediction` (mean probabilities, predictive entropy,
+            expected entropy, mutual information). ``heteroscedastic`` and ``learn_noise`` do not apply.
+        image_shape: ``(C, H, W)`` with ``C * H * W == in_dim``: inputs may then also be given as images
+            ``(B, C, H, W)`` (they are flattened; standardisation stays per pixel).
+        conv_channels, conv_kernel, conv_stride: a convolutional trunk before the hidden layers (needs
+            ``image_shape``): one ``conv_kernel x conv_kernel`` convolution per entry of
+            ``conv_channels`` with padding ``conv_kernel // 2`` and the given stride(s), each followed
+            by the activation; its output is flattened into the MLP. Layers follow the family:
+            :class:`~riskrl.bayes.layers.BayesConv2d` (bbb), ``nn.Conv2d`` with element-wise dropout
+            on its input (mc_dropout, all but the first layer), one grouped convolution for all
+            ensemble members (:class:`~riskrl.bayes.ensemble.EnsembleConv2d`).
 
-    Inputs and targets are standardised internally by buffers (``x_scaler``/``y_scaler``, set by
-    :func:`riskrl.bayes.fit` or :meth:`fit_standardizers`): every public method takes raw ``x`` and
-    returns raw-scale ``y``.
+    Inputs and regression targets are standardised internally by buffers (``x_scaler``/``y_scaler``,
+    set by :func:`riskrl.bayes.fit` or :meth:`fit_standardizers`): every public method takes raw ``x``
+    and returns raw-scale ``y``.
     """
 
     def __init__(
@@ -132,8 +157,20 @@ class BayesMLP(nn.Module):
         mixture_sigma1: float = 1.0,
         mixture_sigma2: float = math.exp(-6.0),
         posterior_rho_init: float = -5.0,
+        likelihood: str = "gaussian",
+        image_shape: Sequence[int] | None = None,
+        conv_channels: Sequence[int] = (),
+        conv_kernel: int = 3,
+        conv_stride: int | Sequence[int] = 1,
     ) -> None:
         super().__init__()
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"unknown likelihood {likelihood!r}; allowed values: {', '.join(LIKELIHOODS)}")
+        categorical = likelihood == "categorical"
+        if categorical and heteroscedastic:
+            raise ValueError("heteroscedastic=True is for the gaussian likelihood, not 'categorical'")
+        if categorical and out_dim < 2:
+            raise ValueError(f"a categorical model needs out_dim >= 2 classes, got {out_dim}")
         if family not in FAMILIES:
             raise ValueError(f"unknown family {family!r}; allowed values: {', '.join(FAMILIES)}")
         if activation not in ACTIVATIONS:
@@ -149,9 +186,13 @@ class BayesMLP(nn.Module):
             raise ValueError(f"prior_scale must be finite, got {prior_scale}")
         if length_scale <= 0:
             raise ValueError(f"length_scale must be > 0, got {length_scale}")
+        img, conv_channels, strides = self._check_conv(
+            in_dim, image_shape, conv_channels, conv_kernel, conv_stride, activation
+        )
         self.in_dim, self.out_dim, self.hidden = int(in_dim), int(out_dim), hidden
         self.family, self.heteroscedastic, self.activation_name = family, bool(heteroscedastic), activation
-        self.learn_noise = bool(learn_noise)
+        self.learn_noise = bool(learn_noise) and not categorical
+        self.likelihood, self.image_shape, self.conv_channels = likelihood, img, conv_channels
         self.n_members = int(n_members) if family == "ensemble" else 1
         self.prior_scale, self.dropout, self.length_scale = (
             float(prior_scale),
@@ -176,11 +217,34 @@ class BayesMLP(nn.Module):
             "mixture_sigma1": float(mixture_sigma1),
             "mixture_sigma2": float(mixture_sigma2),
             "posterior_rho_init": float(posterior_rho_init),
+            "likelihood": likelihood,
+            "image_shape": None if img is None else list(img),
+            "conv_channels": list(conv_channels),
+            "conv_kernel": int(conv_kernel),
+            "conv_stride": list(strides),
         }
         self.act = ACTIVATIONS[activation]
         head = out_dim * (2 if heteroscedastic else 1)
-        dims = [in_dim, *hidden, head]
+        # conv trunk: (in_channels, out_channels, stride) per layer and each layer's input shape
+        convs: list[tuple[int, int, int]] = []
+        self._in_shapes: list[tuple[int, ...]] = []
+        flat = in_dim
+        if conv_channels:
+            assert img is not None
+            c, hh, ww = img
+            pad = conv_kernel // 2
+            for out_c, st in zip(conv_channels, strides):
+                convs.append((c, out_c, st))
+                self._in_shapes.append((c, hh, ww))
+                hh, ww = (hh + 2 * pad - conv_kernel) // st + 1, (ww + 2 * pad - conv_kernel) // st + 1
+                if hh < 1 or ww < 1:
+                    raise ValueError(f"the conv trunk shrinks the {tuple(img)} images to nothing")
+                c = out_c
+            flat = c * hh * ww
+        dims = [flat, *hidden, head]
         pairs = list(itertools.pairwise(dims))
+        self._in_shapes += [(i,) for i, _ in pairs]
+        self._conv_geom = [(st, conv_kernel // 2) for _, _, st in convs]
         self.x_scaler = Standardizer(in_dim)
         self.y_scaler = Standardizer(out_dim)
         self.layers: nn.ModuleList
@@ -195,19 +259,32 @@ class BayesMLP(nn.Module):
                 "mixture_sigma2": mixture_sigma2,
                 "posterior_rho_init": posterior_rho_init,
             }
-            self.layers = nn.ModuleList(BayesLinear(i, o, **bbb_kw) for i, o in pairs)
+            self.layers = nn.ModuleList(
+                [BayesConv2d(i, o, conv_kernel, st, conv_kernel // 2, **bbb_kw) for i, o, st in convs]
+                + [BayesLinear(i, o, **bbb_kw) for i, o in pairs]
+            )
         elif family == "mc_dropout":
-            self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in pairs)
+            self.layers = nn.ModuleList(
+                [nn.Conv2d(i, o, conv_kernel, st, conv_kernel // 2) for i, o, st in convs]
+                + [nn.Linear(i, o) for i, o in pairs]
+            )
             # dropout on the input of every layer but the first (i.e. after each hidden activation)
-            self.dropouts = nn.ModuleList(MCDropout(dropout) for _ in pairs[1:])
+            self.dropouts = nn.ModuleList(MCDropout(dropout) for _ in range(len(self.layers) - 1))
         else:
-            self.layers = nn.ModuleList(EnsembleLinear(n_members, i, o) for i, o in pairs)
+
+            def ensemble_layers(out: int, trainable: bool) -> list[nn.Module]:
+                k = n_members
+                return [
+                    EnsembleConv2d(k, i, o, conv_kernel, st, conv_kernel // 2, trainable=trainable)
+                    for i, o, st in convs
+                ] + [
+                    EnsembleLinear(k, i, o, trainable=trainable)
+                    for i, o in itertools.pairwise([flat, *hidden, out])
+                ]
+
+            self.layers = nn.ModuleList(ensemble_layers(head, True))
             if self.prior_scale != 0.0:
-                prior_dims = [in_dim, *hidden, out_dim]
-                self.prior_layers = nn.ModuleList(
-                    EnsembleLinear(n_members, i, o, trainable=False)
-                    for i, o in itertools.pairwise(prior_dims)
-                )
+                self.prior_layers = nn.ModuleList(ensemble_layers(out_dim, False))
         if not self.heteroscedastic and self.learn_noise:
             shape = (self.n_members, 1, out_dim) if family == "ensemble" else (out_dim,)
             self.log_noise_std = nn.Parameter(torch.full(shape, math.log(0.5)))
@@ -216,6 +293,41 @@ class BayesMLP(nn.Module):
         sizes = [(i, o) for i, o in pairs]
         self._sum_out = sum(o for _, o in sizes)
         self._sum_inout = sum(i * o for i, o in sizes)
+
+    @staticmethod
+    def _check_conv(
+        in_dim: int,
+        image_shape: Sequence[int] | None,
+        conv_channels: Sequence[int],
+        conv_kernel: int,
+        conv_stride: int | Sequence[int],
+        activation: str,
+    ) -> tuple[tuple[int, int, int] | None, tuple[int, ...], tuple[int, ...]]:
+        img = None
+        if image_shape is not None:
+            img = tuple(int(v) for v in image_shape)
+            if len(img) != 3 or min(img) < 1 or math.prod(img) != in_dim:
+                raise ValueError(
+                    f"image_shape must be (C, H, W) with C * H * W == in_dim = {in_dim}, got {tuple(image_shape)}"
+                )
+        channels = tuple(int(c) for c in conv_channels)
+        n_conv = len(channels)
+        strides = (
+            (conv_stride,) * n_conv if isinstance(conv_stride, int) else tuple(int(v) for v in conv_stride)
+        )
+        if n_conv:
+            if img is None:
+                raise ValueError("conv_channels needs image_shape=(C, H, W)")
+            if min(channels) < 1 or conv_kernel < 1 or len(strides) != n_conv or min(strides) < 1:
+                raise ValueError(
+                    "need conv_channels >= 1, conv_kernel >= 1 and one conv_stride >= 1 per conv layer, got "
+                    f"{channels}, {conv_kernel}, {conv_stride}"
+                )
+            if activation.startswith("ln_"):
+                raise ValueError(
+                    f"activation {activation!r} normalises a feature vector; not for conv layers"
+                )
+        return img, channels, strides
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -229,13 +341,19 @@ class BayesMLP(nn.Module):
     def _as_x(self, x: Any, name: str = "x") -> Tensor:
         ref = self._ref()
         x = as_numeric_tensor(x, name).to(dtype=ref.dtype, device=ref.device)
+        img = self.image_shape
+        if img is not None and x.dim() == 4 and tuple(x.shape[1:]) == img:
+            x = x.flatten(1)
         if x.dim() != 2 or x.shape[1] != self.in_dim:
-            raise ValueError(f"{name} must have shape (B, {self.in_dim}), got {tuple(x.shape)}")
+            also = "" if img is None else f" or (B, {', '.join(map(str, img))})"
+            raise ValueError(f"{name} must have shape (B, {self.in_dim}){also}, got {tuple(x.shape)}")
         if not bool(torch.isfinite(x).all()):
             raise ValueError(f"{name} contains NaN or infinite values")
         return x
 
     def _as_y(self, y: Any, batch: int) -> Tensor:
+        if self.likelihood == "categorical":
+            return self._as_labels(y, batch)
         ref = self._ref()
         y = as_numeric_tensor(y, "y").to(dtype=ref.dtype, device=ref.device)
         if y.dim() == 1 and self.out_dim == 1:
@@ -246,6 +364,23 @@ class BayesMLP(nn.Module):
             raise ValueError("y contains NaN or infinite values")
         return y
 
+    def _as_labels(self, y: Any, batch: int) -> Tensor:
+        """Class labels as ``(B,)`` int64 in ``[0, out_dim)``; ``(B, 1)`` and whole-number floats are accepted."""
+        y = as_numeric_tensor(y, "y")
+        if y.dim() == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        if y.dim() != 1 or y.shape[0] != batch:
+            raise ValueError(f"class labels y must have shape ({batch},), got {tuple(y.shape)}")
+        if y.is_floating_point():
+            if not bool(torch.isfinite(y).all()) or not bool((y == y.round()).all()):
+                raise ValueError("class labels y must be whole numbers")
+        y = y.to(device=self._ref().device, dtype=torch.int64)
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.out_dim):
+            raise ValueError(
+                f"class labels must be in [0, {self.out_dim}), got values in [{int(y.min())}, {int(y.max())}]"
+            )
+        return y
+
     @staticmethod
     def _check_n(n: int, name: str) -> int:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -254,10 +389,13 @@ class BayesMLP(nn.Module):
 
     @torch.no_grad()
     def fit_standardizers(self, x: Any, y: Any) -> None:
-        """Set the input/target standardisation from training data (raw units)."""
+        """Set the input/target standardisation from training data (raw units). A classifier's labels
+        are only validated (its outputs are logits, never standardised)."""
         x = self._as_x(x)
+        y = self._as_y(y, x.shape[0])
         self.x_scaler.fit(x)
-        self.y_scaler.fit(self._as_y(y, x.shape[0]))
+        if self.likelihood == "gaussian":
+            self.y_scaler.fit(y)
 
     def _noise_for(self, n: int) -> Tensor | None:
         if self.log_noise_std is None:
@@ -278,23 +416,31 @@ class BayesMLP(nn.Module):
         draws: list[LayerDraw] = []
         prior_draws: list[LayerDraw] | None = None
         if self.family == "bbb":
-            for layer in self.layers:
+            for i, layer in enumerate(self.layers):
                 w, b = layer.sample_weights(n, generator)
-                draws.append(LayerDraw(w, b))
+                draws.append(LayerDraw(w, b, None, self._geom(i)))
         elif self.family == "mc_dropout":
             assert self.dropouts is not None
             for i, layer in enumerate(self.layers):
                 mask = None
                 if i > 0:
-                    mask = self.dropouts[i - 1].sample_masks(
-                        n, layer.in_features, generator, like=layer.weight
-                    )
-                draws.append(LayerDraw(layer.weight.t(), layer.bias, mask))
+                    shape = self._in_shapes[i]
+                    width = shape[0] if len(shape) == 1 else shape
+                    mask = self.dropouts[i - 1].sample_masks(n, width, generator, like=layer.weight)
+                weight = layer.weight if self._geom(i) is not None else layer.weight.t()
+                draws.append(LayerDraw(weight, layer.bias, mask, self._geom(i)))
         else:
-            draws = [LayerDraw(*layer.select(n)) for layer in self.layers]
+            draws = [LayerDraw(*layer.select(n), None, self._geom(i)) for i, layer in enumerate(self.layers)]
             if self.prior_layers is not None:
-                prior_draws = [LayerDraw(*layer.select(n)) for layer in self.prior_layers]
+                prior_draws = [
+                    LayerDraw(*layer.select(n), None, self._geom(i))
+                    for i, layer in enumerate(self.prior_layers)
+                ]
         return self._make_particles(n, draws, prior_draws)
+
+    def _geom(self, i: int) -> tuple[int, int] | None:
+        """``(stride, padding)`` of layer ``i`` if it is a convolution, else ``None``."""
+        return self._conv_geom[i] if i < len(self._conv_geom) else None
 
     def _make_particles(
         self, n: int, draws: list[LayerDraw], prior_draws: list[LayerDraw] | None = None
@@ -313,11 +459,16 @@ class BayesMLP(nn.Module):
             noise_std=self._noise_for(n),
             prior_layers=prior_draws,
             prior_scale=self.prior_scale,
+            image_shape=self.image_shape if self.conv_channels else None,
+            likelihood=self.likelihood,
         )
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, x: Tensor, n_samples: int = 32, generator: torch.Generator | None = None) -> Prediction:
-        """Predictive mean and epistemic / aleatoric / total std, each ``(B, out)`` in raw units.
+    def predict(
+        self, x: Tensor, n_samples: int = 32, generator: torch.Generator | None = None
+    ) -> Prediction | ClassPrediction:
+        """Predictive mean and epistemic / aleatoric / total std, each ``(B, out)`` in raw units; for a
+        classifier the :class:`ClassPrediction` (mean class probabilities and the entropy decomposition).
 
         Runs under ``no_grad`` with posterior sampling on. ``ensemble`` always uses every member once
         (the exact ensemble mixture; ``n_samples`` is only validated). ``bbb`` with a batch much
@@ -330,12 +481,21 @@ class BayesMLP(nn.Module):
             x = self._as_x(x)
             if self.family == "ensemble":
                 n = self.n_members
-            elif self.family == "bbb" and x.shape[0] * self._sum_out * 4 < self._sum_inout:
+            elif (
+                self.family == "bbb"
+                and not self.conv_channels
+                and x.shape[0] * self._sum_out * 4 < self._sum_inout
+            ):
                 return self._predict_local(x, n, generator)
-            means, alea = self.particles(n, generator).mean_and_std(x)
+            particles = self.particles(n, generator)
+            if self.likelihood == "categorical":
+                return particles.predict(x)
+            means, alea = particles.mean_and_std(x)
             return Prediction.from_particles(means, alea)
 
-    def _predict_local(self, x: Tensor, n: int, generator: torch.Generator | None) -> Prediction:
+    def _predict_local(
+        self, x: Tensor, n: int, generator: torch.Generator | None
+    ) -> Prediction | ClassPrediction:
         h = self.x_scaler.transform(x)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
@@ -350,7 +510,9 @@ class BayesMLP(nn.Module):
                 h = self.act(h)
         return self._summarise(h, n)
 
-    def _summarise(self, out: Tensor, n: int) -> Prediction:
+    def _summarise(self, out: Tensor, n: int) -> Prediction | ClassPrediction:
+        if self.likelihood == "categorical":
+            return ClassPrediction.from_logits(out)
         mean = out[..., : self.out_dim]
         if self.heteroscedastic:
             alea = (0.5 * soft_clamp_logvar(out[..., self.out_dim :])).exp() * self.y_scaler.std
@@ -361,14 +523,17 @@ class BayesMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Differentiable point prediction ``(B, out)`` in raw units: posterior-mean weights (bbb),
-        dropout off (mc_dropout) or the member average (ensemble)."""
+        dropout off (mc_dropout) or the member average (ensemble). A classifier returns logits."""
         x = self._as_x(x)
         if self.family == "ensemble":
             return self.particles(self.n_members)(x).mean(0)
-        if self.family == "bbb":
-            draws = [LayerDraw(layer.weight_mu, layer._bias_mu()) for layer in self.layers]
-        else:
-            draws = [LayerDraw(layer.weight.t(), layer.bias) for layer in self.layers]
+        draws = []
+        for i, layer in enumerate(self.layers):
+            conv = self._geom(i)
+            if self.family == "bbb":
+                draws.append(LayerDraw(layer.weight_mu, layer._bias_mu(), None, conv))
+            else:
+                draws.append(LayerDraw(layer.weight if conv else layer.weight.t(), layer.bias, None, conv))
         return self._make_particles(1, draws)(x)[0]
 
     # ------------------------------------------------------------------ training
@@ -388,15 +553,24 @@ class BayesMLP(nn.Module):
             return total
         return ref.new_zeros(())
 
-    def _train_forward(self, h: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        last = len(self.layers) - 1
-        z = h
-        keep = 1.0 - self.dropout if self.family == "mc_dropout" else 1.0
-        for i, layer in enumerate(self.layers):
-            if self.family == "mc_dropout" and i > 0 and keep < 1.0:
+    def _train_forward(
+        self, h: Tensor, generator: torch.Generator | None = None, layers: nn.ModuleList | None = None
+    ) -> Tensor:
+        """Training pass of standardised ``h`` ``(B, in_dim)``: one sample per example (bbb: local
+        reparameterisation; mc_dropout: fresh masks) or every member (ensemble, ``(K, B, out)``).
+        ``layers`` defaults to the trained layers (the randomized prior net passes its own)."""
+        if layers is None:
+            layers = self.layers
+        last = len(layers) - 1
+        z = h.unflatten(-1, self.image_shape) if self.conv_channels else h
+        keep = 1.0 - self.dropout if self.family == "mc_dropout" and layers is self.layers else 1.0
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, _CONV_TYPES):
+                z = flatten_features(z)
+            if i > 0 and keep < 1.0:
                 mask = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) < keep
                 z = z * mask / keep  # inverted dropout with the caller's generator
-            z = layer(z) if self.family != "bbb" else layer.local_reparam(z, generator)
+            z = layer.local_reparam(z, generator) if self.family == "bbb" else layer(z)
             if i != last:
                 z = self.act(z)
         return z
@@ -410,7 +584,8 @@ class BayesMLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Tensor:
         """Per-batch training loss (raw ``x``, ``y``): mean Gaussian NLL in standardised units (MSE when
-        the model has no noise model) + ``kl_divergence() / n_data``, ``n_data`` the DATASET size.
+        the model has no noise model; cross-entropy for a classifier, ``y`` the integer labels) +
+        ``kl_divergence() / n_data``, ``n_data`` the DATASET size.
 
         bbb uses one local-reparameterised forward; mc_dropout one dropout forward; ensemble sums the
         members' losses (all members see the same batch; optional ``member_weights`` of shape
@@ -420,26 +595,18 @@ class BayesMLP(nn.Module):
         """
         n_data = self._check_n(int(n_data) if not isinstance(n_data, bool) else n_data, "n_data")
         x = self._as_x(x)
-        y = self.y_scaler.transform(self._as_y(y, x.shape[0]))
-        out = self._train_forward(self.x_scaler.transform(x), generator)
+        y = self._as_y(y, x.shape[0])
+        h = self.x_scaler.transform(x)
+        out = self._train_forward(h, generator)
         mean = out[..., : self.out_dim]
         if self.prior_layers is not None:
-            h = self.x_scaler.transform(x)
-            for i, layer in enumerate(self.prior_layers):
-                h = layer(h)
-                if i != len(self.prior_layers) - 1:
-                    h = self.act(h)
-            mean = mean + self.prior_scale * h
-        if self.heteroscedastic:
-            logvar = soft_clamp_logvar(out[..., self.out_dim :])
-        elif self.log_noise_std is not None:
-            logvar = soft_clamp_logvar(2.0 * self.log_noise_std).expand_as(mean)
+            mean = mean + self.prior_scale * self._train_forward(h, None, self.prior_layers)
+        if self.likelihood == "categorical":
+            per_example = F.cross_entropy(
+                mean.reshape(-1, self.out_dim), y.expand(mean.shape[:-1]).reshape(-1), reduction="none"
+            ).reshape(mean.shape[:-1])
         else:
-            logvar = None
-        if logvar is None:
-            per_example = (mean - y).square().sum(-1)
-        else:
-            per_example = 0.5 * (_LOG_2PI + logvar + (mean - y).square() * (-logvar).exp()).sum(-1)
+            per_example = self._gaussian_nll(mean, out, self.y_scaler.transform(y))
         if self.family == "ensemble":  # (K, B): sum over members, mean over the batch
             if member_weights is not None:
                 if member_weights.shape != per_example.shape:
@@ -451,6 +618,18 @@ class BayesMLP(nn.Module):
         else:
             nll = per_example.mean()
         return nll + self.kl_divergence(generator) / n_data
+
+    def _gaussian_nll(self, mean: Tensor, out: Tensor, y: Tensor) -> Tensor:
+        """Per-example Gaussian NLL (MSE without a noise model) in standardised units, summed over outputs."""
+        if self.heteroscedastic:
+            logvar = soft_clamp_logvar(out[..., self.out_dim :])
+        elif self.log_noise_std is not None:
+            logvar = soft_clamp_logvar(2.0 * self.log_noise_std).expand_as(mean)
+        else:
+            logvar = None
+        if logvar is None:
+            return (mean - y).square().sum(-1)
+        return 0.5 * (_LOG_2PI + logvar + (mean - y).square() * (-logvar).exp()).sum(-1)
 
     def extra_repr(self) -> str:
         return f"family={self.family!r}, heteroscedastic={self.heteroscedastic}"

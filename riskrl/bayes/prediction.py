@@ -1,14 +1,19 @@
-"""The two answers every model family gives: a :class:`Prediction` and frozen :class:`Particles`."""
+"""The two answers every model family gives: a :class:`Prediction` (regression) or
+:class:`ClassPrediction` (classification), and frozen :class:`Particles`."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["LayerDraw", "Particles", "Prediction"]
+from riskrl.bayes.ensemble import ensemble_conv2d
+
+__all__ = ["ClassPrediction", "LayerDraw", "Particles", "Prediction"]
 
 # Soft bounds (in standardised target units) on a heteroscedastic head's log-variance.
 MIN_LOGVAR = -14.0
@@ -47,22 +52,103 @@ class Prediction:
 
 
 @dataclass(frozen=True)
-class LayerDraw:
-    """One layer of a frozen draw: ``h -> act((h * mask) @ weight + bias)``.
+class ClassPrediction:
+    """Predictive summary of a classifier from ``n`` posterior samples.
 
-    ``weight`` is ``(in, out)`` (shared by all particles) or ``(n, in, out)``; ``bias`` is ``(out,)``
-    or ``(n, 1, out)``; ``mask`` (optional) is ``(n, 1, in)``, already scaled by ``1 / (1 - p)``.
+    ``probs`` ``(B, C)`` is the posterior-mean class distribution ``p = E[p_s]``; the three
+    uncertainties ``(B,)`` (in nats) obey ``total_entropy = aleatoric_entropy + mutual_information``:
+
+    - ``total_entropy``: ``H[p]``, the predictive entropy;
+    - ``aleatoric_entropy``: ``E_s H[p_s]``, the expected entropy (what more data would not remove);
+    - ``mutual_information``: ``I[y; w]``, the epistemic part (BALD's score), ``>= 0``.
+
+    ``epistemic_std`` ``(B, C)`` is the spread of each class probability across samples.
+    """
+
+    probs: Tensor
+    total_entropy: Tensor
+    aleatoric_entropy: Tensor
+    mutual_information: Tensor
+    epistemic_std: Tensor
+
+    @property
+    def label(self) -> Tensor:
+        """Most probable class ``(B,)``."""
+        return self.probs.argmax(-1)
+
+    @property
+    def confidence(self) -> Tensor:
+        """Probability of the most probable class ``(B,)``."""
+        return self.probs.amax(-1)
+
+    @classmethod
+    def from_logits(cls, logits: Tensor) -> ClassPrediction:
+        """Summarise ``(n, B, C)`` logits of ``n`` posterior samples in one batched pass."""
+        if logits.dim() != 3:
+            raise ValueError(f"logits must have shape (n, B, C), got {tuple(logits.shape)}")
+        n = logits.shape[0]
+        logp = F.log_softmax(logits, dim=-1)
+        p = logp.exp()
+        probs = p.mean(0)
+        log_probs = torch.logsumexp(logp, dim=0) - math.log(n)  # log of the mean, stably
+        total = (-(probs * log_probs).sum(-1)).clamp_min(0.0)
+        aleatoric = (-(p * logp).sum(-1).mean(0)).clamp_min(0.0)
+        mutual = (total - aleatoric).clamp_min(0.0)  # >= 0 by Jensen; clamp float round-off only
+        epi = (p - probs).square().mean(0).sqrt()
+        return cls(probs, aleatoric + mutual, aleatoric, mutual, epi)
+
+
+def flatten_features(h: Tensor) -> Tensor:
+    """Conv features -> linear input: ``(B, C, H, W) -> (B, CHW)``, ``(B, n, C, H, W) -> (n, B, CHW)``."""
+    if h.dim() == 4:
+        return h.flatten(1)
+    if h.dim() == 5:
+        return h.flatten(2).transpose(0, 1)
+    return h
+
+
+@dataclass(frozen=True)
+class LayerDraw:
+    """One layer of a frozen draw: ``h -> act((h * mask) @ weight + bias)`` (or a convolution).
+
+    Linear: ``weight`` is ``(in, out)`` (shared by all particles) or ``(n, in, out)``; ``bias`` is
+    ``(out,)`` or ``(n, 1, out)``; ``mask`` (optional) is ``(n, 1, in)``, already scaled by
+    ``1 / (1 - p)``. Convolution (``conv = (stride, padding)``): ``weight`` ``(out, in, k, k)`` or
+    ``(n, out, in, k, k)``, ``bias`` ``(out,)`` or ``(n, out)``, ``mask`` ``(n, in, H, W)``.
     """
 
     weight: Tensor
     bias: Tensor
     mask: Tensor | None = None
+    conv: tuple[int, int] | None = None
+
+
+def _conv_layer(h: Tensor, layer: LayerDraw, n: int) -> Tensor:
+    """One frozen conv layer for all particles: ``h`` ``(B, C, H, W)`` (shared) or ``(B, n, C, H, W)``
+    (one input per particle); returns ``(B, O, H', W')`` or ``(B, n, O, H', W')``."""
+    assert layer.conv is not None
+    stride, padding = layer.conv
+    if layer.mask is not None:
+        h = h.unsqueeze(1) * layer.mask if h.dim() == 4 else h * layer.mask
+    if layer.weight.dim() == 5:  # per-particle kernels: one (grouped) convolution
+        return ensemble_conv2d(h, layer.weight, layer.bias, stride, padding)
+    if h.dim() == 4:
+        return F.conv2d(h, layer.weight, layer.bias, stride, padding)
+    # shared kernels: particles fold into the batch
+    return F.conv2d(h.flatten(0, 1), layer.weight, layer.bias, stride, padding).unflatten(0, h.shape[:2])
 
 
 def run_layers(h: Tensor, layers: Sequence[LayerDraw], n: int, act: Callable[[Tensor], Tensor]) -> Tensor:
-    """Batched forward through frozen layers; ``h`` is ``(B, d)`` or ``(n, B, d)``, returns ``(n, B, out)``."""
+    """Batched forward through frozen layers; ``h`` is ``(B, d)`` or ``(n, B, d)`` (images: ``(B, C, H, W)``
+    or ``(B, n, C, H, W)``), returns ``(n, B, out)``."""
     last = len(layers) - 1
     for i, layer in enumerate(layers):
+        if layer.conv is not None:
+            h = _conv_layer(h, layer, n)
+            if i != last:
+                h = torch.relu_(h) if act is torch.relu else act(h)
+            continue
+        h = flatten_features(h)
         weight = layer.weight
         if layer.mask is not None:
             if h.shape[-2] > h.shape[-1]:
@@ -93,6 +179,9 @@ class Particles:
     ``p(x)`` with ``x`` shaped ``(B, d)`` or ``(n, B, d)`` (raw units) returns means ``(n, B, out)``;
     ``p.mean_and_std(x)`` also returns the aleatoric std ``(n, B, out)``. The draw is the same on
     every call. Built with grad enabled, outputs are differentiable w.r.t. the model parameters.
+    Models with a conv trunk also take images ``(B, *image_shape)`` or ``(n, B, *image_shape)``.
+    For a classifier (``likelihood="categorical"``) ``p(x)`` returns logits ``(n, B, classes)`` and
+    :meth:`predict` the :class:`ClassPrediction` of the draw.
     """
 
     def __init__(
@@ -111,8 +200,12 @@ class Particles:
         noise_std: Tensor | None = None,
         prior_layers: Sequence[LayerDraw] | None = None,
         prior_scale: float = 0.0,
+        image_shape: tuple[int, int, int] | None = None,
+        likelihood: str = "gaussian",
     ) -> None:
         self.n = int(n)
+        self.image_shape = image_shape
+        self.likelihood = likelihood
         self.layers = tuple(layers)
         self.in_dim = in_dim
         self.out_dim = out_dim
@@ -126,6 +219,9 @@ class Particles:
     def _check(self, x: Tensor) -> Tensor:
         ref = self.x_mean
         x = torch.as_tensor(x, dtype=ref.dtype, device=ref.device)
+        img = self.image_shape
+        if img is not None and x.dim() >= 4 and tuple(x.shape[-3:]) == img:
+            x = x.flatten(-3)  # images -> flat rows (the standardiser is per pixel)
         if x.dim() == 2:
             ok = x.shape[1] == self.in_dim
         elif x.dim() == 3:
@@ -133,8 +229,9 @@ class Particles:
         else:
             ok = False
         if not ok:
+            also = "" if img is None else f" or (B, {', '.join(map(str, img))})"
             raise ValueError(
-                f"Particles expect x of shape (B, {self.in_dim}) or ({self.n}, B, {self.in_dim}), "
+                f"Particles expect x of shape (B, {self.in_dim}) or ({self.n}, B, {self.in_dim}){also}, "
                 f"got {tuple(x.shape)}"
             )
         if not bool(torch.isfinite(x).all()):
@@ -145,6 +242,10 @@ class Particles:
         """Network output in standardised units: ``(mean, logvar or None)``, each ``(n, B, out)``."""
         x = self._check(x)
         h = (x - self.x_mean) / self.x_std
+        if self.image_shape is not None:
+            h = h.unflatten(-1, self.image_shape)
+            if h.dim() == 5:  # (n, B, C, H, W) -> the conv layout (B, n, C, H, W)
+                h = h.transpose(0, 1)
         out = run_layers(h, self.layers, self.n, self.activation)
         mean = out[..., : self.out_dim]
         if self.prior_layers is not None:
@@ -167,6 +268,12 @@ class Particles:
         """Per-particle means ``(n, B, out)`` in raw units."""
         mean, _ = self.raw(x)
         return mean * self.y_std + self.y_mean
+
+    def predict(self, x: Tensor) -> ClassPrediction:
+        """A classifier's :class:`ClassPrediction` under this draw (one batched pass)."""
+        if self.likelihood != "categorical":
+            raise ValueError("Particles.predict is for classifiers (likelihood='categorical')")
+        return ClassPrediction.from_logits(self(x))
 
     def __repr__(self) -> str:
         return f"Particles(n={self.n}, in_dim={self.in_dim}, out_dim={self.out_dim})"

@@ -1,4 +1,4 @@
-"""Regression training: ``fit`` minimises the model's ELBO / NLL loss with Adam."""
+"""Training: ``fit`` minimises the model's ELBO / NLL loss (Gaussian or categorical likelihood) with Adam."""
 
 from __future__ import annotations
 
@@ -41,11 +41,12 @@ def fit(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> FitHistory:
-    """Train ``model`` on raw ``x`` ``(N, in_dim)`` and ``y`` ``(N, out_dim)`` (or ``(N,)``).
+    """Train ``model`` on raw ``x`` ``(N, in_dim)`` and ``y`` ``(N, out_dim)`` (or ``(N,)``); for a
+    classifier (``likelihood="categorical"``) ``y`` holds the integer labels ``(N,)``.
 
-    Minimises ``model.loss`` (NLL + KL / N with N the dataset size) with Adam over shuffled
-    minibatches. ``standardize=True`` first sets the model's input/target standardisers from the
-    data. ``seed`` (or a CPU ``generator``) fixes the shuffling. Raises ``ValueError`` for empty or
+    Minimises ``model.loss`` (NLL + KL / N with N the dataset size; the NLL is the model's
+    likelihood: Gaussian or cross-entropy) with Adam over shuffled minibatches. ``standardize=True``
+    first sets the model's input (and regression target) standardisers from the data. ``seed`` (or a CPU ``generator``) fixes the shuffling. Raises ``ValueError`` for empty or
     non-finite data, mismatched lengths and bad hyper-parameters.
     """
     if not isinstance(model, BayesMLP):
