@@ -7,31 +7,62 @@ with randomized priors), each with an optional heteroscedastic head::
     fit(model, x, y, epochs=200)
     pred = model.predict(x_test)            # mean, epistemic_std, aleatoric_std, total_std
     p = model.particles(8); p(x_test)       # (8, B, 1): 8 frozen posterior draws
+
+Classifiers (``likelihood="categorical"``, optionally with a conv trunk) predict a
+:class:`ClassPrediction` (probabilities, entropy, expected entropy, mutual information);
+:func:`acquire` picks pool points to label and :class:`ReviewRule` flags predictions for review.
 """
 
 from riskrl.bayes import calibration
-from riskrl.bayes.calibration import calibration_curve, gaussian_nll, interval_coverage, rmse
-from riskrl.bayes.ensemble import EnsembleLinear
-from riskrl.bayes.layers import BayesLinear, MCDropout
-from riskrl.bayes.mlp import ACTIVATIONS, FAMILIES, BayesMLP, Standardizer
-from riskrl.bayes.prediction import Particles, Prediction
+from riskrl.bayes.active import ACQUISITION_CRITERIA, SCORES, ReviewRule, acquire, uncertainty_scores
+from riskrl.bayes.calibration import (
+    ReliabilityDiagram,
+    accuracy,
+    auroc,
+    calibration_curve,
+    categorical_nll,
+    expected_calibration_error,
+    gaussian_nll,
+    interval_coverage,
+    reliability_diagram,
+    rmse,
+)
+from riskrl.bayes.ensemble import EnsembleConv2d, EnsembleLinear
+from riskrl.bayes.layers import BayesConv2d, BayesLinear, MCDropout
+from riskrl.bayes.mlp import ACTIVATIONS, FAMILIES, LIKELIHOODS, BayesMLP, Standardizer
+from riskrl.bayes.prediction import ClassPrediction, Particles, Prediction
 from riskrl.bayes.training import FitHistory, fit
 
 __all__ = [
+    "ACQUISITION_CRITERIA",
     "ACTIVATIONS",
     "FAMILIES",
+    "LIKELIHOODS",
+    "SCORES",
+    "BayesConv2d",
     "BayesLinear",
     "BayesMLP",
+    "ClassPrediction",
+    "EnsembleConv2d",
     "EnsembleLinear",
     "FitHistory",
     "MCDropout",
     "Particles",
     "Prediction",
+    "ReliabilityDiagram",
+    "ReviewRule",
     "Standardizer",
+    "accuracy",
+    "acquire",
+    "auroc",
     "calibration",
     "calibration_curve",
+    "categorical_nll",
+    "expected_calibration_error",
     "fit",
     "gaussian_nll",
     "interval_coverage",
+    "reliability_diagram",
     "rmse",
+    "uncertainty_scores",
 ]
