@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from riskrl.checkpoint import CheckpointError, load_checkpoint
+from riskrl.checkpoint import CheckpointError, read_manifest
 
 from .base import Agent
 
@@ -37,8 +37,8 @@ def load_agent(
     path: str | Path, env: Any = None, device: str | torch.device = "cpu", **overrides: Any
 ) -> Agent:
     """Load a saved agent of whatever class the checkpoint records (never executes code)."""
-    _, manifest = load_checkpoint(path)
-    kind = manifest.get("kind")
+    manifest = read_manifest(path)  # the manifest only: tensors are read once, by cls.load
+    kind = manifest["kind"]
     classes = _agent_classes()
     if kind not in classes:
         raise CheckpointError(
