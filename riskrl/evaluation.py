@@ -278,7 +278,12 @@ def evaluate(
         ep_return = torch.where(done, 0.0, ep_return)
         ep_length = torch.where(done, 0, ep_length)
         pending_reset = done if next_step_mode else pending_reset
-        if bool((count >= quota).all()):
+        finished, broken = torch.stack(
+            ((count >= quota).all(), _nonfinite(obs, reward, dev))
+        ).tolist()  # one host sync per step
+        if broken:
+            raise ValueError(_nonfinite_message(env, perturb))
+        if finished:
             break
     else:
         raise RuntimeError(f"evaluation did not finish {n_episodes} episodes within max_steps={max_steps}")
@@ -295,6 +300,33 @@ def evaluate(
         failure_threshold=failure_threshold,
         mean_epistemic_std=mean_std,
         ci=ci,
+    )
+
+
+def _nonfinite(obs: Any, reward: Any, dev: torch.device) -> Tensor:
+    """True (a 0-dim tensor, no host sync) when any observation or reward is NaN or infinite."""
+    obs_t = torch.as_tensor(obs, device=dev)
+    rew_t = torch.as_tensor(reward, device=dev)
+    bad = ~torch.isfinite(rew_t).all()
+    if obs_t.is_floating_point():
+        bad = bad | ~torch.isfinite(obs_t).all()
+    return bad
+
+
+def _nonfinite_message(env: Any, perturb: Mapping[str, Any] | None) -> str:
+    """Name the parameters behind non-finite states: the perturbed ones, else any off their defaults."""
+    names = dict(perturb or {})
+    if not names:
+        params = getattr(env, "params", {}) or {}
+        defaults = getattr(env, "param_defaults", {}) or {}
+        for k, v in params.items():
+            t = torch.as_tensor(v, dtype=torch.float64).cpu()
+            if k in defaults and not bool((t == float(defaults[k])).all()):
+                names[k] = f"{float(t.min()):g}..{float(t.max()):g}"
+    which = ", ".join(f"{k}={v!r}" for k, v in names.items()) or "the env's parameters"
+    return (
+        f"evaluation refused: the environment reached non-finite states (NaN or inf) with {which}; "
+        "these physical parameters give no valid dynamics, so no result is reported"
     )
 
 
