@@ -236,9 +236,8 @@ class BayesMLP(nn.Module):
             for out_c, st in zip(conv_channels, strides):
                 convs.append((c, out_c, st))
                 self._in_shapes.append((c, hh, ww))
+                # padding k // 2 keeps at least one output pixel for any stride
                 hh, ww = (hh + 2 * pad - conv_kernel) // st + 1, (ww + 2 * pad - conv_kernel) // st + 1
-                if hh < 1 or ww < 1:
-                    raise ValueError(f"the conv trunk shrinks the {tuple(img)} images to nothing")
                 c = out_c
             flat = c * hh * ww
         dims = [flat, *hidden, head]
