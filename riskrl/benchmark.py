@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -19,8 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import stable_baselines3 as sb3
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from tqdm.auto import tqdm
 
-from riskrl.sweep import Perturbation
+from riskrl.agents import agent_class
+from riskrl.envs import SB3VecEnv, make_vec
+from riskrl.evaluation import evaluate
+from riskrl.plotting import plot_learning_curves
+from riskrl.results import write_results
+from riskrl.sweep import Perturbation, one_torch_thread
 
 __all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "make_sb3_model", "run_bench_job"]
 
@@ -104,8 +113,6 @@ def make_sb3_model(algo: str, env_id: str, seed: int, env: Any = None) -> Any:
     ``env_id``. ``env`` defaults to gymnasium's own env (``make_vec_env`` with the zoo's n_envs);
     pass e.g. ``SB3VecEnv(make_vec(env_id, n, autoreset_mode=SAME_STEP))`` to train on riskrl's envs.
     """
-    import stable_baselines3 as sb3
-
     if (algo, env_id) not in SB3_ZOO:
         known = sorted(f"{a} on {e}" for a, e in SB3_ZOO)
         raise ValueError(f"no zoo hyperparameters for {algo} on {env_id}; known: {known}")
@@ -116,8 +123,6 @@ def make_sb3_model(algo: str, env_id: str, seed: int, env: Any = None) -> Any:
         for k, v in zoo.items()
     }
     if env is None:
-        from stable_baselines3.common.env_util import make_vec_env
-
         env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
     return getattr(sb3, algo)("MlpPolicy", env, seed=int(seed), device="cpu", verbose=0, **kwargs)
 
@@ -140,8 +145,6 @@ class BenchConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first problem with this configuration."""
-        from riskrl.sweep import _agent_class
-
         if not self.algos or not self.seeds:
             raise ValueError("algos and seeds must not be empty")
         for algo in self.algos:
@@ -151,14 +154,12 @@ class BenchConfig:
                     known = sorted(f"sb3:{a}" for a, e in SB3_ZOO if e == self.env_id)
                     raise ValueError(f"no zoo hyperparameters for {algo} on {self.env_id}; known: {known}")
             else:
-                _agent_class(algo)
+                agent_class(algo)
         if int(self.total_timesteps) < 1 or int(self.eval_every) < 1:
             raise ValueError("total_timesteps and eval_every must be >= 1")
 
 
 def _eval(policy: Any, cfg: BenchConfig, n: int, perturb: dict[str, Any] | None = None) -> dict[str, float]:
-    from riskrl.evaluation import evaluate
-
     res = evaluate(policy, cfg.env_id, n_episodes=n, seed=cfg.eval_seed, perturb=perturb, bootstrap=False)
     return {"mean": res.mean, "std": res.std, "cvar": res.cvar, "failure_rate": res.failure_rate}
 
@@ -171,8 +172,6 @@ def run_bench_job(
     With ``checkpoint_dir`` a trained riskrl agent is saved there as ``<algo>_seed<seed>.riskrl``.
     Runs on one torch thread.
     """
-    from riskrl.sweep import one_torch_thread
-
     with one_torch_thread():
         return _run_bench_job(cfg, algo, seed, checkpoint_dir)
 
@@ -188,49 +187,29 @@ def _run_bench_job(cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str |
         curve.append({"timestep": steps, **_eval(policy, cfg, cfg.n_eval_episodes)})
         eval_seconds += time.perf_counter() - t0
 
+    class _Curve(BaseCallback):
+        """Evaluate every ``eval_every`` steps (an SB3 callback: riskrl agents take SB3 callbacks too)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.next = cfg.eval_every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next:
+                self.next += cfg.eval_every
+                record(self.model, self.num_timesteps)
+            return True
+
     if algo.startswith("sb3:"):
-        from gymnasium.vector import AutoresetMode
-        from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
-
-        from riskrl.envs import SB3VecEnv, make_vec
-
         name = algo[4:]
         n_envs = SB3_ZOO[(name, cfg.env_id)][0]
         venv = SB3VecEnv(make_vec(cfg.env_id, num_envs=n_envs, autoreset_mode=AutoresetMode.SAME_STEP))
-        model = make_sb3_model(name, cfg.env_id, seed, env=venv)
-
-        class _Curve(SB3Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.next = cfg.eval_every
-
-            def _on_step(self) -> bool:
-                if self.num_timesteps >= self.next:
-                    self.next += cfg.eval_every
-                    record(model, self.num_timesteps)
-                return True
-
-        model.learn(int(cfg.total_timesteps), callback=_Curve())
-        policy: Any = model
+        policy: Any = make_sb3_model(name, cfg.env_id, seed, env=venv)
     else:
-        from riskrl.agents.callbacks import BaseCallback
-        from riskrl.sweep import _agent_class
-
-        class _AgentCurve(BaseCallback):
-            def __init__(self) -> None:
-                self.next = cfg.eval_every
-
-            def on_step(self, agent: Any) -> bool:
-                if agent.num_timesteps >= self.next:
-                    self.next += cfg.eval_every
-                    record(agent, agent.num_timesteps)
-                return True
-
-        cls = _agent_class(algo)
-        policy = cls(
+        policy = agent_class(algo)(
             cfg.env_id, risk_tolerance=cfg.risk_tolerance, seed=int(seed), **cfg.agent_kwargs.get(algo, {})
         )
-        policy.learn(int(cfg.total_timesteps), callback=_AgentCurve())
+    policy.learn(int(cfg.total_timesteps), callback=_Curve())
     train_seconds = time.perf_counter() - start - eval_seconds
     checkpoint = None
     if checkpoint_dir is not None and not algo.startswith("sb3:"):
@@ -267,6 +246,7 @@ class BenchResult:
                 "algo": algo,
                 "n_seeds": len(runs),
                 "final_mean": float(final.mean()),
+                "final_sd": float(final.std(ddof=1)) if len(final) > 1 else 0.0,
                 "final_se": float(final.std(ddof=1) / np.sqrt(len(final))) if len(final) > 1 else 0.0,
                 "final_per_seed": final.tolist(),
                 "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
@@ -286,7 +266,7 @@ class BenchResult:
             f"Benchmark on {c.env_id}: {c.total_timesteps} environment steps per run, seeds {list(c.seeds)}, "
             f"final evaluation over {c.final_eval_episodes} episodes; shifted dynamics: {shift}.",
             "",
-            "| algorithm | final return (mean ± se) | per seed | shifted return | shifted CVaR_0.1 | train time (s) |",
+            "| algorithm | final return (mean ± SD over seeds) | per seed | shifted return | shifted CVaR_0.1 | train time (s) |",
             "|---|---:|---|---:|---:|---:|",
         ]
         for r in self.summary():
@@ -294,7 +274,7 @@ class BenchResult:
             sh = f"{r['shifted_mean']:.1f}" if "shifted_mean" in r else "-"
             sc = f"{r['shifted_cvar']:.1f}" if "shifted_cvar" in r else "-"
             lines.append(
-                f"| {r['algo']} | {r['final_mean']:.1f} ± {r['final_se']:.1f} | {seeds} | {sh} | {sc} | "
+                f"| {r['algo']} | {r['final_mean']:.1f} ± {r['final_sd']:.1f} | {seeds} | {sh} | {sc} | "
                 f"{r['train_seconds']:.0f} |"
             )
         return "\n".join(lines)
@@ -306,18 +286,12 @@ class BenchResult:
         return {"config": cfg, "runs": self.runs, "summary": self.summary()}
 
     def save(self, out_dir: str | Path, stem: str = "bench") -> dict[str, Path]:
-        """Write ``<stem>.json``, ``<stem>.md`` and the learning-curve plot ``<stem>.png``."""
-        from riskrl.checkpoint import atomic_write_bytes
-        from riskrl.plotting import plot_learning_curves
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {
-            k: out / f"{stem}.{ext}" for k, ext in (("json", "json"), ("markdown", "md"), ("png", "png"))
-        }
-        atomic_write_bytes(paths["json"], json.dumps(self.to_dict(), indent=1).encode())
-        atomic_write_bytes(paths["markdown"], (self.to_markdown() + "\n").encode())
-        plot_learning_curves(self.to_dict(), path=paths["png"])
+        """Write ``<stem>.json`` (config, provenance, runs, summary), ``<stem>.md`` and ``<stem>.png``."""
+        data = self.to_dict()
+        config = data.pop("config")
+        paths = write_results(out_dir, stem, data, config=config, markdown=self.to_markdown())
+        paths["png"] = Path(out_dir) / f"{stem}.png"
+        plot_learning_curves({"config": config, **data}, path=paths["png"])
         return paths
 
 
@@ -347,8 +321,6 @@ def bench(
     if int(workers) <= 1:
         it: Any = jobs
         if progress_bar:
-            from tqdm.auto import tqdm
-
             it = tqdm(jobs, desc="bench runs")
         runs = [run_bench_job(cfg, a, s, ckpt) for a, s in it]
     else:

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from riskrl.benchmark import BenchConfig, bench
 from riskrl.checkpoint import atomic_write_bytes
 from riskrl.evaluation import robustness_curve
 from riskrl.plotting import plot_robustness
+from riskrl.results import write_results
 from riskrl.sweep import Perturbation, SweepConfig, SweepResult, evaluate_grid
 
 __all__ = ["run_demo"]
@@ -120,7 +120,10 @@ def run_demo(
         ]
     )
     atomic_write_bytes(report, text.encode())
-    atomic_write_bytes(
-        out / "demo.json", json.dumps({"minutes": minutes, "steps": steps, "seeds": list(seeds)}).encode()
+    write_results(
+        out,
+        "demo",
+        {"minutes": minutes},
+        config={"quick": quick, "workers": workers, "steps": steps, "seeds": list(seeds)},
     )
     return report

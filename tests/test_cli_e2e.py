@@ -1,0 +1,62 @@
+"""`riskrl sweep`, `riskrl bench` and `riskrl demo` end to end at tiny budgets, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _riskrl(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "riskrl", *args], capture_output=True, text=True, cwd=cwd, timeout=500, env=env
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    return proc
+
+
+@pytest.mark.slow
+def test_sweep_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    _riskrl(
+        "sweep", "--steps", "300", "--seeds", "0,1", "--risk-tolerances", "0,2", "--episodes", "4",
+        "--perturb", "long:length=1.0", "--set", "hidden=[16,16]", "--set", "learning_starts=100",
+        "--out", str(out), "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    data = json.loads((out / "sweep.json").read_text())
+    rows = data["rows"]
+    # 2 seeds x 2 risk tolerances x (nominal + long pole), each a real evaluation of 4 episodes
+    assert len(rows) == 8
+    assert {(r["seed"], r["risk_tolerance"], r["perturbation"]) for r in rows} == {
+        (s, k, p) for s in (0, 1) for k in (0.0, 2.0) for p in ("nominal", "long")
+    }
+    for r in rows:
+        assert 1 <= r["mean"] <= 500 and r["worst"] <= r["cvar"] <= r["mean"] + 1e-9
+    assert list(data["config"]["agent_kwargs"]["hidden"]) == [16, 16]
+    assert (out / "sweep.md").read_text().count("\n|") >= 4
+    assert (out / "sweep.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_bench_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    _riskrl(
+        "bench", "--algos", "BayesDQN,sb3:DQN", "--seeds", "0", "--steps", "400", "--eval-every", "200",
+        "--episodes", "3", "--final-episodes", "5", "--shift", "long:length=1.0", "--out", str(out), "--quiet",
+        cwd=tmp_path,
+    )  # fmt: skip
+    data = json.loads((out / "bench.json").read_text())
+    assert [r["algo"] for r in data["runs"]] == ["BayesDQN", "sb3:DQN"]
+    for run in data["runs"]:
+        assert [p["timestep"] for p in run["curve"]] == [200, 400]
+        assert run["final_shifted"] is not None
+    assert data["config"]["total_timesteps"] == 400 and data["provenance"]["riskrl"]
+    md = (out / "bench.md").read_text()
+    assert "| BayesDQN |" in md and "| sb3:DQN |" in md
