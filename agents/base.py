@@ -56,8 +56,9 @@ class Agent(ABC):
     """Base class of riskrl agents.
 
     Args:
-        env: a gymnasium id (``"CartPole-v1"``), a gymnasium ``Env`` (its id is used) or a
-            riskrl batched env from :func:`riskrl.envs.make_vec`.
+        env: a gymnasium id (``"CartPole-v1"``), a gymnasium ``Env`` instance (trained on as
+            configured: time limit, physical parameters and wrappers; see ``_make_env``) or a riskrl
+            batched env from :func:`riskrl.envs.make_vec`.
         risk_tolerance: the knob in ``score = mean - risk_tolerance * std``; ``> 0`` risk averse,
             ``0`` neutral, ``< 0`` optimistic. Can be changed at any time, also after loading.
         seed: seeds network initialisation, exploration and the environment; ``None`` draws one.
@@ -124,24 +125,30 @@ class Agent(ABC):
         return int(getattr(self.config, "num_envs", 1))
 
     def _make_env(self, env: Any) -> Any:
-        from riskrl.envs import make_vec
+        """The batched env to train on (episode statistics on, for the episode log).
+
+        An id builds ``make_vec(id, num_envs)``; a riskrl batched env is used as it is; a gymnasium
+        ``Env`` instance is trained on as configured (:func:`riskrl.envs.from_gym_env`): its time limit
+        and physical parameters on riskrl's batched env where that reproduces it exactly, otherwise the
+        instance itself with its wrappers (one env), otherwise a ``ValueError``; never another env.
+        """
+        from riskrl.envs import from_gym_env, make_vec
 
         if isinstance(env, str):
-            return make_vec(env, num_envs=self.num_envs_default, device=self.device)
+            return make_vec(env, num_envs=self.num_envs_default, device=self.device, episode_statistics=True)
         if hasattr(env, "single_action_space") and hasattr(env, "num_envs"):
             if not hasattr(env, "reward_fn") and not hasattr(env, "device"):
                 raise ValueError(
                     "pass a gymnasium id or a riskrl batched env (riskrl.envs.make_vec); "
                     "gymnasium's own vector envs are wrapped by make_vec"
                 )
+            if getattr(env, "episode_statistics", True) is False:
+                env.episode_statistics = True  # info["episode"] at episode ends feeds the episode log
             return env
         if isinstance(env, gym.Env):
-            env_id = _env_id_of(env)
-            if env_id is None:
-                raise ValueError(
-                    "a gymnasium Env without a registered spec id cannot be batched; pass its id"
-                )
-            return make_vec(env_id, num_envs=self.num_envs_default, device=self.device)
+            return from_gym_env(
+                env, num_envs=self.num_envs_default, device=self.device, episode_statistics=True
+            )
         raise ValueError(
             f"env must be a gymnasium id, a gymnasium Env or a riskrl batched env, got {type(env)}"
         )

@@ -2,18 +2,23 @@
 
 ``make_vec(env_id, num_envs, device=..., **params)`` returns a :class:`TorchVectorEnv` for CartPole-v1,
 Acrobot-v1, MountainCar-v0, MountainCarContinuous-v0 and Pendulum-v1, and wraps any other gymnasium id
-with :class:`GymnasiumVecAdapter`. :class:`SB3VecEnv` exposes a batched env to stable-baselines3.
-Importing this package registers ``riskrl/<id>`` with gymnasium.
+with :class:`GymnasiumVecAdapter`; ``array="numpy"`` adds :class:`TorchToNumpy` for gymnasium's vector
+wrappers. :class:`SB3VecEnv` exposes a batched env to stable-baselines3; :func:`from_gym_env` builds the
+batched env that reproduces a configured gymnasium env instance. Importing this package registers
+``riskrl/<id>`` with gymnasium: ``gymnasium.make`` gives a single env, ``gymnasium.make_vec`` the batched one.
 """
 
 from .acrobot import AcrobotVecEnv
 from .base import TorchVectorEnv
 from .cartpole import CartPoleVecEnv
+from .configured import batched_settings, from_gym_env
 from .gym_adapter import GymnasiumVecAdapter
 from .make import ENV_IDS, make_vec, register_envs
 from .mountain_car import MountainCarVecEnv
 from .mountain_car_continuous import MountainCarContinuousVecEnv
+from .numpy_wrapper import TorchToNumpy
 from .pendulum import PendulumVecEnv
+from .single import TorchSingleEnv
 
 register_envs()
 
@@ -36,7 +41,11 @@ __all__ = [
     "MountainCarVecEnv",
     "PendulumVecEnv",
     "SB3VecEnv",
+    "TorchSingleEnv",
+    "TorchToNumpy",
     "TorchVectorEnv",
+    "batched_settings",
+    "from_gym_env",
     "make_vec",
     "register_envs",
 ]

@@ -45,6 +45,16 @@ class AcrobotVecEnv(TorchVectorEnv):
         "gravity": 9.8,
         "dt": 0.2,
     }
+    # gymnasium's Acrobot has no attribute for gravity (9.8 is hard-coded in its dynamics)
+    gym_attributes: ClassVar[dict[str, str]] = {
+        "link_length_1": "LINK_LENGTH_1",
+        "link_mass_1": "LINK_MASS_1",
+        "link_mass_2": "LINK_MASS_2",
+        "link_com_pos_1": "LINK_COM_POS_1",
+        "link_com_pos_2": "LINK_COM_POS_2",
+        "link_moi": "LINK_MOI",
+        "dt": "dt",
+    }
     reset_low = (-0.1,) * 4
     reset_high = (0.1,) * 4
     MAX_VEL_1: float = 4 * math.pi

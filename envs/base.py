@@ -30,7 +30,9 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-__all__ = ["NOISE_PARAMS", "TorchVectorEnv", "angle_normalize"]
+from .render import ClassicControlRenderer
+
+__all__ = ["NOISE_PARAMS", "POSITIVE_PARAMS", "TorchVectorEnv", "angle_normalize", "check_physical"]
 
 _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B1
@@ -58,6 +60,35 @@ def _hash_uniform_premul(
     return (x >> 8).to(dtype) * (1.0 / 16777216.0)
 
 
+#: physical parameters that must be > 0 (masses, lengths, time steps, speed limits); every other
+#: parameter must be >= 0 (gravity magnitudes, forces, noise levels, centre-of-mass positions)
+POSITIVE_PARAMS = frozenset(
+    {"masscart", "masspole", "length", "tau", "link_length_1", "link_length_2", "link_mass_1", "link_mass_2"}
+    | {"link_moi", "dt", "m", "l", "max_speed"}
+)
+
+
+def check_physical(name: str, value: Any) -> None:
+    """ValueError naming ``name`` unless ``value`` (a scalar, ``(low, high)`` or per-env values) is
+    finite and physically valid: ``> 0`` for :data:`POSITIVE_PARAMS`, ``>= 0`` for all others."""
+    try:
+        if isinstance(value, tuple):
+            arr = np.asarray([float(v) for v in value], dtype=np.float64)
+        elif isinstance(value, torch.Tensor):
+            arr = value.detach().to("cpu", torch.float64).numpy()
+        else:
+            arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{name} must be a number, (low, high) or per-env numbers, got {value!r}"[:200]
+        ) from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {value!r}"[:200])
+    positive = name in POSITIVE_PARAMS
+    if (arr <= 0).any() if positive else (arr < 0).any():
+        raise ValueError(f"{name} must be {'> 0' if positive else '>= 0'}, got {value!r}"[:200])
+
+
 def _to_u8(mask: torch.Tensor) -> torch.Tensor:
     """bool -> uint8 0/1 written as a select, which inductor vectorises (a plain ``.to(uint8)`` is not)."""
     return torch.where(mask, 1, 0).to(torch.uint8)
@@ -69,7 +100,12 @@ class TorchVectorEnv(VectorEnv):
     Args:
         num_envs: batch size ``N``.
         device: torch device holding all state.
-        dtype: floating dtype of state, observations and rewards (``torch.float64`` for exact parity).
+        dtype: floating dtype of the state, physical parameters and rewards. The default ``torch.float64``
+            is gymnasium's own precision: trajectories match gymnasium's from the same states (same
+            terminations and truncations, states to ~1e-7 over whole episodes). ``torch.float32`` is the
+            explicit speed option (see ``experiments/bench_rollout.py``); it leaves gymnasium's
+            trajectory after ~100 steps as rounding errors grow, like any float32 re-implementation.
+        obs_dtype: dtype of observations (default ``torch.float32``, as gymnasium's observation spaces).
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default, like gymnasium's vector envs: the step after
             a done returns the reset observation, reward 0, and ignores the action) or
             ``AutoresetMode.SAME_STEP`` (the returned obs is already the reset obs; the terminal
@@ -81,14 +117,24 @@ class TorchVectorEnv(VectorEnv):
             batches of hundreds of envs and more (~4x eager at 4096 CartPoles on one CPU thread, about 5 s
             to compile per shape). Falls back to eager with a warning on failure. Off by default so that
             small / short-lived envs pay no compile time.
+        episode_statistics: ``False`` (default, like gymnasium's own vector envs, so gymnasium's
+            ``RecordEpisodeStatistics`` composes) or ``True``: on steps where an episode ends,
+            ``info["episode"] = {"r": (N,), "l": (N,)}`` with the mask ``info["_episode"]`` (entries
+            outside the mask are 0), as ``RecordEpisodeStatistics`` writes them. Deciding whether any
+            episode ended is one ``any()`` per step (a host sync on CUDA); ``False`` costs nothing.
+        render_mode: ``None`` or ``"rgb_array"``: :meth:`render` returns one frame per env, drawn by
+            gymnasium's own classic-control renderer (needs ``pygame``: ``pip install riskrl[render]``).
         **params: physical parameters and ``obs_noise_std`` / ``action_noise_std``, as in :meth:`perturb`.
 
-    ``step`` returns ``(obs (N, obs_dim), reward (N,), terminated (N,) bool, truncated (N,) bool, info)``;
-    ``info["episode"] = {"r": (N,), "l": (N,)}`` with ``info["_episode"]`` (bool mask of envs whose
-    episode ended this step; entries outside the mask are 0) is present on every step.
+    ``step`` returns ``(obs (N, obs_dim), reward (N,), terminated (N,) bool, truncated (N,) bool, info)``
+    as torch tensors; ``make_vec(..., array="numpy")`` gives numpy arrays for gymnasium's vector wrappers.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "render_modes": ["rgb_array"],
+        "render_fps": 50,
+    }
 
     # --- subclass interface --------------------------------------------------------------------------
     env_id: ClassVar[str] = ""
@@ -98,6 +144,9 @@ class TorchVectorEnv(VectorEnv):
     param_defaults: ClassVar[dict[str, float]] = {}
     #: state is rounded through float32 after every step (the reference keeps a float32 state)
     float32_state: ClassVar[bool] = False
+    #: physical parameter -> the attribute of gymnasium's reference env that holds it (configured
+    #: gymnasium envs are mapped onto the batched env through it; rendering sets it on the reference)
+    gym_attributes: ClassVar[dict[str, str]] = {}
 
     def _make_spaces(self) -> tuple[spaces.Space, spaces.Space]:
         """Return ``(single_observation_space, single_action_space)``."""
@@ -147,30 +196,43 @@ class TorchVectorEnv(VectorEnv):
         self,
         num_envs: int = 1,
         device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype = torch.float64,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         max_episode_steps: int | None = None,
         validate_actions: bool = True,
         compile: bool = False,
+        obs_dtype: torch.dtype = torch.float32,
+        episode_statistics: bool = False,
+        render_mode: str | None = None,
         **params: ParamValue,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        if not obs_dtype.is_floating_point:
+            raise ValueError(f"obs_dtype must be a floating dtype, got {obs_dtype}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
         mode = AutoresetMode(autoreset_mode)
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
             raise ValueError(f"autoreset_mode must be NEXT_STEP or SAME_STEP, got {mode}")
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
         self.dtype = dtype
+        self.obs_dtype = obs_dtype
+        self.episode_statistics = bool(episode_statistics)
         self.autoreset_mode = mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
         self.max_episode_steps = int(max_episode_steps or self.default_max_episode_steps)
         if self.max_episode_steps < 1:
             raise ValueError("max_episode_steps must be >= 1")
         self.validate_actions = bool(validate_actions)
-        self.render_mode = None
+        self.render_mode = render_mode
+        self._renderer: Any = None
+        self._last_action: torch.Tensor | None = None
 
         self.single_observation_space, self.single_action_space = self._make_spaces()
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -236,6 +298,7 @@ class TorchVectorEnv(VectorEnv):
             raise ValueError(f"unknown parameter(s) {unknown}; valid names: {list(self.param_names)}")
         out = {}
         for name, value in params.items():
+            check_physical(name, value)
             target = self.noise[name] if name in NOISE_PARAMS else self.params[name]
             if isinstance(value, tuple):
                 if len(value) != 2:
@@ -279,7 +342,7 @@ class TorchVectorEnv(VectorEnv):
 
     def get_obs(self) -> torch.Tensor:
         """Observation ``(N, obs_dim)`` of the current state (no noise); a copy, never a view of the state."""
-        return self._obs_from_state(self._s).to(self.dtype).clone(memory_format=torch.contiguous_format)
+        return self._obs_from_state(self._s).to(self.obs_dtype).clone(memory_format=torch.contiguous_format)
 
     # --- reset / step --------------------------------------------------------------------------------
     def reset(
@@ -317,13 +380,14 @@ class TorchVectorEnv(VectorEnv):
                 buf.masked_fill_(m, 0)
             self._prev_done.masked_fill_(m, False)
         self._needs_reset = False
+        self._last_action = None
         return self._noisy_obs(self.get_obs()), {}
 
     def _noisy_obs(self, obs: torch.Tensor) -> torch.Tensor:
         if not self._obs_noise_on:
             return obs
         eps = torch.randn(obs.shape, generator=self._gen, device=self.device, dtype=self.dtype)
-        return obs + eps * self.noise["obs_noise_std"].unsqueeze(-1)
+        return (obs + eps * self.noise["obs_noise_std"].unsqueeze(-1)).to(obs.dtype)
 
     def _check_actions(self, actions: Any) -> torch.Tensor:
         a = actions
@@ -389,7 +453,12 @@ class TorchVectorEnv(VectorEnv):
         obs, reward, term, trunc, done, ep_r, ep_l, final_obs = out
         if done.dtype == torch.uint8:  # compiled path returns uint8 flags (0/1): reinterpret, no copy
             term, trunc, done = term.view(torch.bool), trunc.view(torch.bool), done.view(torch.bool)
-        info: dict[str, Any] = {"episode": {"r": ep_r, "l": ep_l}, "_episode": done}
+        info: dict[str, Any] = {}
+        if self.episode_statistics and bool(done.any()):
+            info["episode"] = {"r": ep_r, "l": ep_l}
+            info["_episode"] = done
+        if self.render_mode is not None:
+            self._last_action = a
         if final_obs is not None:
             info["final_obs"] = self._noisy_obs(final_obs)
             info["_final_obs"] = done
@@ -439,7 +508,7 @@ class TorchVectorEnv(VectorEnv):
             ep_ret = torch.where(prev, zero, self._ep_ret + reward)
             ep_len = torch.where(prev, izero, self._ep_len + 1)
             done = term | trunc
-            obs = self._obs_from_state(next_s).to(s.dtype)
+            obs = self._obs_from_state(next_s).to(self.obs_dtype)
             final_obs = None
             self._ep_ret.copy_(ep_ret)
             self._ep_len.copy_(ep_len)
@@ -449,12 +518,12 @@ class TorchVectorEnv(VectorEnv):
             done = term | trunc
             ep_ret = self._ep_ret + reward
             ep_len = self._ep_len + 1
-            final_obs = self._obs_from_state(next_s).to(s.dtype)
+            final_obs = self._obs_from_state(next_s).to(self.obs_dtype)
             next_s = torch.where(done, init, next_s)
             steps = torch.where(done, izero, steps)
             self._ep_ret.copy_(torch.where(done, zero, ep_ret))
             self._ep_len.copy_(torch.where(done, izero, ep_len))
-            obs = self._obs_from_state(next_s).to(s.dtype)
+            obs = self._obs_from_state(next_s).to(self.obs_dtype)
         self._s.copy_(next_s)
         self._steps.copy_(steps)
         self._counter.add_(1)
@@ -517,14 +586,38 @@ class TorchVectorEnv(VectorEnv):
             if set(saved) != set(group):
                 raise ValueError(f"saved env parameters {sorted(saved)} do not match {sorted(group)}")
             for k, v in saved.items():
+                check_physical(k, v)
                 group[k].copy_(v.to(device=self.device, dtype=self.dtype))
         self._obs_noise_on = bool((self.noise["obs_noise_std"] != 0).any())
         self._act_noise_on = bool((self.noise["action_noise_std"] != 0).any())
         self._needs_reset = bool(state["needs_reset"])
 
+    # --- rendering -------------------------------------------------------------------------------------
+    def render(self) -> tuple[np.ndarray, ...] | None:
+        """One ``(H, W, 3)`` uint8 frame per env (``render_mode="rgb_array"``), drawn by gymnasium's own
+        classic-control renderer from each env's state and parameters; ``None`` without a render mode."""
+        if self.render_mode is None:
+            warnings.warn(
+                f"{type(self).__name__}.render() called without a render mode; build the env with "
+                f'render_mode="rgb_array"',
+                UserWarning,
+                stacklevel=2,
+            )
+            return None
+        if self._renderer is None:
+            self._renderer = ClassicControlRenderer(self.env_id, self.render_mode)
+        return tuple(self._renderer.draw(self, i) for i in range(self.num_envs))
+
+    def _render_extras(self, i: int) -> dict[str, Any]:
+        """Attributes besides state and parameters that gymnasium's renderer reads (e.g. the last torque)."""
+        return {}
+
     # --- misc ------------------------------------------------------------------------------------------
     def close_extras(self, **kwargs: Any) -> None:
-        """Nothing to release."""
+        """Close the renderer, if one was opened."""
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env_id}, num_envs={self.num_envs}, device={self.device})"

@@ -34,6 +34,7 @@ class CartPoleVecEnv(TorchVectorEnv):
         "force_mag": 10.0,
         "tau": 0.02,
     }
+    gym_attributes: ClassVar[dict[str, str]] = {k: k for k in param_defaults}
     reset_low = (-0.05,) * 4
     reset_high = (0.05,) * 4
     x_threshold: float = 2.4

@@ -25,6 +25,7 @@ class MountainCarVecEnv(TorchVectorEnv):
     obs_dim = 2
     default_max_episode_steps = 200
     param_defaults: ClassVar[dict[str, float]] = {"force": 0.001, "gravity": 0.0025, "max_speed": 0.07}
+    gym_attributes: ClassVar[dict[str, str]] = {k: k for k in param_defaults}
     reset_low = (-0.6, 0.0)
     reset_high = (-0.4, 0.0)
     min_position: float = -1.2

@@ -25,6 +25,8 @@ class MountainCarContinuousVecEnv(MountainCarVecEnv):
     env_id = "MountainCarContinuous-v0"
     default_max_episode_steps = 999
     param_defaults: ClassVar[dict[str, float]] = {"power": 0.0015, "gravity": 0.0025, "max_speed": 0.07}
+    # gymnasium's Continuous_MountainCarEnv has no attribute for gravity (0.0025 is hard-coded)
+    gym_attributes: ClassVar[dict[str, str]] = {"power": "power", "max_speed": "max_speed"}
     goal_position: float = 0.45
     min_action: float = -1.0
     max_action: float = 1.0

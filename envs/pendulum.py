@@ -27,6 +27,7 @@ class PendulumVecEnv(TorchVectorEnv):
     obs_dim = 3
     default_max_episode_steps = 200
     param_defaults: ClassVar[dict[str, float]] = {"g": 10.0, "m": 1.0, "l": 1.0, "dt": 0.05, "max_speed": 8.0}
+    gym_attributes: ClassVar[dict[str, str]] = {k: k for k in param_defaults}
     reset_low = (-math.pi, -1.0)
     reset_high = (math.pi, 1.0)
     max_torque: float = 2.0
@@ -58,6 +59,13 @@ class PendulumVecEnv(TorchVectorEnv):
         newth = th + newthdot * dt
         term = torch.zeros_like(th, dtype=torch.bool)
         return torch.stack((newth, newthdot)), -costs, term
+
+    def _render_extras(self, i: int) -> dict[str, Any]:
+        # gymnasium draws the last (clipped, float32) torque as an arrow; none right after a reset
+        if self._last_action is None:
+            return {"last_u": None}
+        u = np.float32(self._last_action[i, 0].item())
+        return {"last_u": np.clip(u, -self.max_torque, self.max_torque)}
 
     def _obs_from_state(self, s: torch.Tensor) -> torch.Tensor:
         th, thdot = s.unbind(0)

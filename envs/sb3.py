@@ -6,9 +6,11 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import gymnasium
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices
 
 __all__ = ["SB3VecEnv"]
@@ -19,7 +21,10 @@ class SB3VecEnv(VecEnv):
 
     The wrapped env must use ``AutoresetMode.SAME_STEP`` (SB3's convention: the returned obs of a done env
     is already the reset obs). Numpy in / out; per-env infos carry ``terminal_observation``,
-    ``TimeLimit.truncated`` and Monitor-style ``episode = {"r", "l", "t"}`` when an episode ends.
+    ``TimeLimit.truncated`` and Monitor-style ``episode = {"r", "l", "t"}`` when an episode ends, so
+    :meth:`env_is_wrapped` answers True for SB3's ``Monitor`` (``evaluate_policy`` does not warn).
+    Episode returns and lengths are counted here from the rewards (the batched env's own
+    ``episode_statistics`` are not needed).
     """
 
     def __init__(self, env: Any) -> None:
@@ -33,6 +38,8 @@ class SB3VecEnv(VecEnv):
         self._actions: np.ndarray | None = None
         self._t0 = time.time()
         self._discrete = not hasattr(env.single_action_space, "shape") or env.single_action_space.shape == ()
+        self._ep_ret = np.zeros(self.num_envs, dtype=np.float64)
+        self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
 
     def _to_np(self, x: torch.Tensor) -> np.ndarray:
         return x.detach().cpu().numpy()
@@ -42,6 +49,8 @@ class SB3VecEnv(VecEnv):
         seed = self._seeds[0] if self._seeds and self._seeds[0] is not None else None
         obs, _ = self.env.reset(seed=seed)
         self._reset_seeds()
+        self._ep_ret[:] = 0.0
+        self._ep_len[:] = 0
         self.reset_infos = [{} for _ in range(self.num_envs)]
         return self._to_np(obs).astype(np.float32)
 
@@ -59,20 +68,25 @@ class SB3VecEnv(VecEnv):
             a = a.reshape(self.num_envs, -1).to(torch.float32)
         obs, rew, term, trunc, info = self.env.step(a)
         obs_np = self._to_np(obs).astype(np.float32)
+        rew_np = self._to_np(rew)
         term_np, trunc_np = self._to_np(term), self._to_np(trunc)
         dones = term_np | trunc_np
+        self._ep_ret += rew_np
+        self._ep_len += 1
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         idx = np.flatnonzero(dones)
         if idx.size:
             final = self._to_np(info["final_obs"]).astype(np.float32)
-            ep_r, ep_l = self._to_np(info["episode"]["r"]), self._to_np(info["episode"]["l"])
+            ep_r, ep_l = self._ep_ret.copy(), self._ep_len.copy()
+            self._ep_ret[idx] = 0.0
+            self._ep_len[idx] = 0
             elapsed = round(time.time() - self._t0, 6)
             for i in idx:
                 infos[i]["terminal_observation"] = final[i]
                 infos[i]["TimeLimit.truncated"] = bool(trunc_np[i] and not term_np[i])
                 infos[i]["episode"] = {"r": float(ep_r[i]), "l": int(ep_l[i]), "t": elapsed}
         self._actions = None
-        return obs_np, self._to_np(rew).astype(np.float32), dones, infos
+        return obs_np, rew_np.astype(np.float32), dones, infos
 
     def close(self) -> None:
         """Close the wrapped env."""
@@ -94,8 +108,11 @@ class SB3VecEnv(VecEnv):
         return [result] * len(self._get_indices(indices))
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        """Never wrapped by gymnasium wrappers."""
-        return [False] * len(self._get_indices(indices))
+        """True for SB3's ``Monitor`` (and the gymnasium wrapper classes it derives from), whose episode
+        info this adapter emits; False for any other wrapper."""
+        monitor_like = isinstance(wrapper_class, type) and issubclass(wrapper_class, gymnasium.Wrapper)
+        monitor_like = monitor_like and issubclass(Monitor, wrapper_class)
+        return [monitor_like] * len(self._get_indices(indices))
 
     def get_images(self) -> Sequence[np.ndarray | None]:
         """Rendering is not supported."""

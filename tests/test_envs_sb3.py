@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.monitor import Monitor
 
-from riskrl.envs import CartPoleVecEnv, PendulumVecEnv, SB3VecEnv, make_vec
+from riskrl.envs import ENV_IDS, CartPoleVecEnv, PendulumVecEnv, SB3VecEnv, make_vec
 
 
 def test_sb3_adapter_conventions():
@@ -36,6 +39,8 @@ def test_sb3_adapter_conventions():
     assert venv.get_attr("max_episode_steps") == [8] * 4
     assert venv.env_method("get_obs")[0].shape == (4, 4)
     assert venv.env_is_wrapped(object) == [False] * 4
+    assert venv.env_is_wrapped(gym.wrappers.TimeLimit) == [False] * 4
+    assert venv.env_is_wrapped(Monitor) == [True] * 4  # it emits Monitor-style episode info
     # a termination is not a truncation; Box actions go through as (N, 1)
     cp = SB3VecEnv(make_vec("CartPole-v1", 2, autoreset_mode=AutoresetMode.SAME_STEP))
     cp.reset()
@@ -82,3 +87,32 @@ def test_sb3_ppo_learns_cartpole():
         returns += [infos[i]["episode"]["r"] for i in np.flatnonzero(dones)]
     print(f"PPO mean return {np.mean(returns):.1f} after {time.time() - t0:.1f}s")
     assert np.mean(returns) > 100  # random policy: ~22
+
+
+def test_evaluate_policy_sees_monitor_episodes_without_warning() -> None:
+    """SB3's evaluate_policy counts the adapter's Monitor-style episodes and does not warn about a Monitor."""
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    class Left:  # always push left: CartPole falls in ~9 steps, whatever the start
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return np.zeros(len(obs), dtype=np.int64), None
+
+    venv = SB3VecEnv(CartPoleVecEnv(num_envs=4, autoreset_mode=AutoresetMode.SAME_STEP))
+    venv.seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        rewards, lengths = evaluate_policy(Left(), venv, n_eval_episodes=8, return_episode_rewards=True)
+    assert (
+        len(rewards) == 8
+        and rewards == [float(n) for n in lengths]
+        and 5 <= min(lengths) <= max(lengths) < 20
+    )
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_sb3_check_env_passes_on_single_envs(env_id: str) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SB3's advice on unbounded / asymmetric Box spaces
+        check_env(gym.make(f"riskrl/{env_id}"), warn=False)
