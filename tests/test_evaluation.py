@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from riskrl import evaluate
+from riskrl.agents import BayesDQN
 from riskrl.envs import make_vec
 
 
@@ -72,7 +73,12 @@ def test_same_step_autoreset_env_gives_the_same_episodes() -> None:
 def test_perturbation_changes_results_and_failure_threshold_default() -> None:
     nominal = evaluate(lean_policy, "CartPole-v1", n_episodes=200, seed=0)
     weak = evaluate(lean_policy, "CartPole-v1", n_episodes=200, seed=0, perturb={"force_mag": 2.0})
-    assert weak.mean != nominal.mean
+    strong = evaluate(lean_policy, "CartPole-v1", n_episodes=200, seed=0, perturb={"force_mag": 30.0})
+    short = evaluate(lean_policy, "CartPole-v1", n_episodes=200, seed=0, perturb={"length": 0.1})
+    # This bang-bang policy overshoots with full force: a weaker motor helps it, a stronger one hurts,
+    # and a short pole (faster dynamics) falls sooner.
+    assert strong.mean < nominal.mean / 2 < nominal.mean * 2 < weak.mean
+    assert short.mean < nominal.mean / 2
     assert nominal.failure_threshold == 475.0  # CartPole-v1's reward_threshold
     assert nominal.failure_rate == pytest.approx(np.mean(nominal.returns < 475.0))
     assert math.isnan(nominal.mean_epistemic_std)
@@ -118,3 +124,22 @@ def test_robustness_curve_and_plot(tmp_path) -> None:
     assert len({res.mean for _, res in curve}) == 3
     path = plot_robustness({"lean": curve}, "force_mag", path=tmp_path / "rob.png")
     assert path.stat().st_size > 1000
+
+
+def test_mean_epistemic_std_is_the_chosen_actions_std_over_episode_steps() -> None:
+    """The reported mean epistemic std equals the mean, over every evaluated step, of the std of the
+    action the agent took (replayed by hand on the same seeded env)."""
+    agent = BayesDQN("CartPole-v1", seed=3, hidden=(16, 16), n_members=3)
+    res = evaluate(agent, make_vec("CartPole-v1", num_envs=1), n_episodes=1, seed=11, bootstrap=False)
+    env = make_vec("CartPole-v1", num_envs=1)
+    obs, _ = env.reset(seed=11)
+    stds, ret, done = [], 0.0, False
+    while not done:
+        action, _mean, std = agent.predict_with_uncertainty(obs)
+        stds.append(float(std[0, int(action[0])]))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        ret += float(reward[0])
+        done = bool(terminated[0] | truncated[0])
+    assert res.returns[0] == ret
+    assert res.mean_epistemic_std == pytest.approx(np.mean(stds), rel=1e-6)
+    assert res.mean_epistemic_std > 0
