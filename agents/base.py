@@ -11,23 +11,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.logger import Logger
 from torch import Tensor
 
 from riskrl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from riskrl.devices import resolve_device
+from riskrl.envs import SB3VecEnv
 from riskrl.risk import validate_risk_tolerance
 
-from .callbacks import BaseCallback, CallbackList, CheckpointCallback
-from .logger import TrainingLogger
+from .callbacks import BaseCallback, CallbackList, CheckpointCallback, ConvertCallback, ProgressBarCallback
+from .logger import TrainingLogger, configure_training_logger
+from .sb3_compat import (
+    AgentPolicy,
+    NextStepVecEnv,
+    VecEnvAdapter,
+    as_batched_env,
+    sb3_constructor_args,
+    vec_normalize_of,
+)
+from .transitions import uses_same_step_autoreset
 
-__all__ = ["Agent", "restore_generator", "space_to_json"]
+__all__ = ["Agent", "MaybeCallback", "restore_generator", "space_to_json"]
+
+#: What ``learn(callback=...)`` takes, as in SB3: a callback, a list of them, a callable or None.
+MaybeCallback = BaseCallback | list[BaseCallback] | Callable[[dict[str, Any], dict[str, Any]], bool] | None
 
 
 def space_to_json(space: gym.Space) -> dict[str, Any]:
@@ -62,7 +79,13 @@ class Agent(ABC):
         risk_tolerance: the knob in ``score = mean - risk_tolerance * std``; ``> 0`` risk averse,
             ``0`` neutral, ``< 0`` optimistic. Can be changed at any time, also after loading.
         seed: seeds network initialisation, exploration and the environment; ``None`` draws one.
-        device: torch device for networks, buffers and the environment.
+        device: torch device for networks, buffers and the environment (``"auto"``: CUDA if available).
+        policy, policy_kwargs, verbose, tensorboard_log: stable-baselines3's arguments, so SB3 scripts
+            run unchanged: ``BayesDQN("MlpPolicy", env, verbose=1)`` is ``BayesDQN(env, verbose=1)``;
+            ``policy`` may only be ``"MlpPolicy"``, ``policy_kwargs`` only ``net_arch`` (= ``hidden``);
+            ``verbose >= 1`` prints SB3's log table; ``tensorboard_log`` is SB3's TensorBoard folder.
+            ``env`` may also be an SB3 ``VecEnv`` (trained on through
+            :class:`riskrl.agents.sb3_compat.VecEnvAdapter`).
         **hyperparams: fields of the agent's config dataclass (``Agent.config_class``).
     """
 
@@ -75,8 +98,25 @@ class Agent(ABC):
         risk_tolerance: float = 0.0,
         seed: int | None = None,
         device: str | torch.device = "cpu",
+        *,
+        policy: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        tensorboard_log: str | Path | None = None,
         **hyperparams: Any,
     ) -> None:
+        # stable-baselines3's call shapes: Agent("MlpPolicy", env), policy_kwargs, device="auto", VecEnvs
+        env, risk_tolerance, device, hyperparams = sb3_constructor_args(
+            type(self).__name__, env, risk_tolerance, device, policy, policy_kwargs, hyperparams
+        )
+        self.verbose = int(verbose)
+        self.tensorboard_log = tensorboard_log
+        self._custom_logger = False
+        self._null_logger: TrainingLogger | None = None
+        self.ep_info_buffer: deque[dict[str, float]] = deque(maxlen=100)
+        self._episode_num = 0
+        self._log_interval: int | None = 4
+        self._episodes_since_dump = 0
         self.config = self._make_config(hyperparams)
         self.device = resolve_device(device)
         self.risk_tolerance = risk_tolerance
@@ -102,7 +142,7 @@ class Agent(ABC):
         self.obs_dim = int(self.observation_space.shape[0])
         self.num_timesteps = 0
         self.rng = torch.Generator(device=self.device).manual_seed(self.seed)
-        self._logger: TrainingLogger | None = None
+        self._logger: Logger | None = None
         self._obs: Tensor | None = None
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.seed)
@@ -203,72 +243,179 @@ class Agent(ABC):
     def learn(
         self,
         total_timesteps: int,
-        callback: BaseCallback | list[BaseCallback] | None = None,
+        callback: MaybeCallback = None,
+        log_interval: int | None = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
         progress_bar: bool = False,
+        *,
         log_dir: str | Path | None = None,
         checkpoint_every: int | None = None,
         checkpoint_dir: str | Path | None = None,
-        reset_num_timesteps: bool = True,
     ) -> Agent:
-        """Train for ``total_timesteps`` environment steps (summed over the batched envs).
+        """Train for ``total_timesteps`` more environment steps (summed over the batched envs), as SB3.
 
-        With ``reset_num_timesteps=False`` training continues from ``self.num_timesteps`` up to
-        ``total_timesteps`` in all (how a loaded checkpoint resumes). ``checkpoint_every`` steps the
-        full training state is written atomically to ``checkpoint_dir/agent_latest.riskrl``.
-        ``log_dir`` receives ``episodes.csv``, ``metrics.csv`` and TensorBoard event files.
+        With ``reset_num_timesteps=True`` (the default) the step counter and the env start afresh;
+        with ``False`` training continues the counter and the episodes in flight, so
+        ``learn(n, reset_num_timesteps=False)`` twice trains ``2n`` steps. To train *up to* a fixed
+        total instead (resuming a killed run from its checkpoint), use :meth:`learn_until`.
+
+        Args:
+            callback: an SB3 callback (any ``BaseCallback``), a list of them, or a callable
+                ``(locals, globals) -> bool``, as in SB3. ``locals`` holds ``total_timesteps`` (the
+                step count to reach), ``new_obs`` and the batched env's ``infos`` / ``dones``
+                (tensors, one row per env).
+            log_interval: dump the logs (``rollout/ep_rew_mean`` and the recorded values) every
+                ``log_interval`` finished episodes, as SB3's off-policy algorithms; ``None``: only at
+                the end of the call.
+            tb_log_name: run name under the constructor's ``tensorboard_log`` (default: the class name).
+            progress_bar: show a tqdm progress bar (:class:`riskrl.agents.ProgressBarCallback`).
+            log_dir: write SB3's ``progress.csv`` and TensorBoard events plus ``episodes.csv``
+                (one row per training episode) into this folder.
+            checkpoint_every: every this many environment steps the full training state is saved
+                atomically to ``checkpoint_dir/agent_latest.riskrl`` (and the numbered file
+                ``agent_<steps>_steps.riskrl``), to resume with :meth:`learn_until`.
         """
-        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, (int, np.integer)):
-            raise ValueError(f"total_timesteps must be an integer, got {total_timesteps!r}")
-        if total_timesteps < 0:
-            raise ValueError(f"total_timesteps must be >= 0, got {total_timesteps}")
-        callbacks: list[BaseCallback] = []
-        if isinstance(callback, BaseCallback):
-            callbacks.append(callback)
-        elif callback is not None:
-            callbacks.extend(callback)
-        if checkpoint_every is not None:
-            if checkpoint_dir is None:
-                raise ValueError("checkpoint_every needs a checkpoint_dir")
-            callbacks.append(CheckpointCallback(checkpoint_every, checkpoint_dir, keep_last=1))
-        cb = CallbackList(callbacks)
-        if reset_num_timesteps:
+        steps = _check_timesteps(total_timesteps)
+        target = steps if reset_num_timesteps else self.num_timesteps + steps
+        return self._learn(
+            target, bool(reset_num_timesteps), callback, log_interval, tb_log_name, progress_bar,
+            log_dir, checkpoint_every, checkpoint_dir,
+        )  # fmt: skip
+
+    def learn_until(
+        self,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int | None = 4,
+        tb_log_name: str | None = None,
+        progress_bar: bool = False,
+        *,
+        log_dir: str | Path | None = None,
+        checkpoint_every: int | None = None,
+        checkpoint_dir: str | Path | None = None,
+    ) -> Agent:
+        """Train until ``num_timesteps`` reaches ``total_timesteps`` in all; never resets the counter.
+
+        This is how a killed run resumes to its fixed budget: ``load_agent(ckpt).learn_until(total)``
+        continues bit-identically to an uninterrupted ``learn(total)`` with the same seed. Does nothing
+        when the agent already has ``total_timesteps`` steps. Other arguments are those of :meth:`learn`.
+        """
+        target = max(_check_timesteps(total_timesteps), self.num_timesteps)
+        return self._learn(
+            target, False, callback, log_interval, tb_log_name, progress_bar,
+            log_dir, checkpoint_every, checkpoint_dir,
+        )  # fmt: skip
+
+    def _learn(
+        self,
+        target: int,
+        reset: bool,
+        callback: MaybeCallback,
+        log_interval: int | None,
+        tb_log_name: str | None,
+        progress_bar: bool,
+        log_dir: str | Path | None,
+        checkpoint_every: int | None,
+        checkpoint_dir: str | Path | None,
+    ) -> Agent:
+        """The one learn loop: step, count, record episodes, run callbacks, until ``target`` steps."""
+        if log_interval is not None and (
+            isinstance(log_interval, bool)
+            or not isinstance(log_interval, (int, np.integer))
+            or log_interval < 1
+        ):
+            raise ValueError(f"log_interval must be an integer >= 1 or None, got {log_interval!r}")
+        if log_dir is not None and self._custom_logger:
+            raise ValueError("learn(log_dir=...) cannot be combined with a logger given to set_logger()")
+        cb = self._make_callback(callback, progress_bar, checkpoint_every, checkpoint_dir)
+        if reset:
             self.num_timesteps = 0
             self._obs = None
-            target = int(total_timesteps)
-        else:
-            target = max(int(total_timesteps), self.num_timesteps)
-        if log_dir is not None:
-            self._logger = TrainingLogger(log_dir)
-        bar = None
-        if progress_bar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(
-                total=target, initial=self.num_timesteps, desc=f"{type(self).__name__} learn", unit="step"
-            )
+            self._episode_num = 0
+            self.ep_info_buffer.clear()
+        owned_logger = None
+        if not self._custom_logger:
+            name = tb_log_name or type(self).__name__
+            owned_logger = configure_training_logger(log_dir, self.verbose, self.tensorboard_log, name, reset)
+            self._logger = owned_logger
+        self._log_interval = log_interval
+        self._episodes_since_dump = 0
+        self._learn_start = (time.time(), self.num_timesteps)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=self.seed)
-        cb.on_training_start(self)
+        total_timesteps = target  # SB3 callbacks read it from ``locals``
+        cb.init_callback(self)  # type: ignore[arg-type]
+        cb.on_training_start(locals(), globals())
+        cb.on_rollout_start()
         try:
             while self.num_timesteps < target:
-                before = self.num_timesteps
-                self._obs, info = self._collect_step(self._obs)
+                new_obs, infos = self._collect_step(self._obs)
+                self._obs = new_obs
                 self.num_timesteps += self.env.num_envs
-                self._record_episodes(info)
-                if bar is not None:
-                    bar.update(self.num_timesteps - before)
-                if not cb.on_step(self):
+                self._record_episodes(infos)
+                cb.update_locals({"new_obs": new_obs, "infos": infos, "dones": infos.get("_episode")})
+                if not cb.on_step():
                     break
+                if self._log_interval is not None and self._episodes_since_dump >= self._log_interval:
+                    self._dump_logs()  # after the callbacks, as SB3: what they recorded goes in
+            cb.on_rollout_end()
         finally:
-            cb.on_training_end(self)
-            if bar is not None:
-                bar.close()
-            if self._logger is not None:
-                self._logger.close()
+            cb.on_training_end()
+            self._dump_logs()  # the end of a learn call is always in the logs
+            if owned_logger is not None:
+                owned_logger.close()
                 self._logger = None
         return self
 
+    def _make_callback(
+        self,
+        callback: MaybeCallback,
+        progress_bar: bool,
+        checkpoint_every: int | None,
+        checkpoint_dir: str | Path | None,
+    ) -> CallbackList:
+        if callback is None:
+            callbacks: list[BaseCallback] = []
+        elif isinstance(callback, BaseCallback):
+            callbacks = [callback]
+        elif isinstance(callback, (list, tuple)):
+            callbacks = list(callback)
+        elif callable(callback):
+            callbacks = [ConvertCallback(callback)]
+        else:
+            raise ValueError(
+                f"callback must be an SB3 BaseCallback, a list of them or a callable, got {callback!r}"
+            )
+        for cb in callbacks:
+            if not isinstance(cb, BaseCallback):
+                raise ValueError(
+                    f"callbacks must be stable-baselines3 BaseCallback instances (riskrl.agents.BaseCallback "
+                    f"is SB3's: override _on_step(self) -> bool), got {type(cb).__name__}"
+                )
+        if checkpoint_every is not None:
+            if checkpoint_dir is None:
+                raise ValueError("checkpoint_every needs a checkpoint_dir")
+            every = _check_timesteps(checkpoint_every, "checkpoint_every")
+            if every < 1:
+                raise ValueError(f"checkpoint_every must be >= 1 environment step, got {every}")
+            calls = -(-every // int(self.env.num_envs))
+            callbacks.append(
+                CheckpointCallback(
+                    calls,
+                    checkpoint_dir,
+                    name_prefix="agent",
+                    keep_last=1,
+                    save_latest=True,
+                    extension="riskrl",
+                )
+            )
+        if progress_bar:
+            callbacks.append(ProgressBarCallback())
+        return CallbackList(callbacks)
+
     def _record_episodes(self, info: dict[str, Any]) -> None:
+        """Log finished training episodes; a no-op (no host sync) when no logger is writing."""
         mask = info.get("_episode")
         if mask is None or self._logger is None:
             return
@@ -276,14 +423,164 @@ class Agent(ABC):
         if not mask_np.any():
             return
         ep = info["episode"]
-        returns = np.asarray(torch.as_tensor(ep["r"]).cpu())[mask_np]
-        lengths = np.asarray(torch.as_tensor(ep["l"]).cpu())[mask_np]
-        self._logger.log_episodes(self.num_timesteps, returns.tolist(), [int(x) for x in lengths])
+        returns = np.asarray(torch.as_tensor(ep["r"]).cpu())[mask_np].astype(np.float64).tolist()
+        lengths = [int(x) for x in np.asarray(torch.as_tensor(ep["l"]).cpu())[mask_np]]
+        if isinstance(self._logger, TrainingLogger):
+            self._logger.log_episodes(self.num_timesteps, returns, lengths)
+        self.ep_info_buffer.extend({"r": r, "l": n} for r, n in zip(returns, lengths))
+        self._episode_num += len(returns)
+        self._episodes_since_dump += len(returns)
+
+    def _dump_logs(self) -> None:
+        """Record SB3's rollout/time values and write everything recorded (``logger.dump``)."""
+        if self._logger is None:
+            return
+        started, start_steps = getattr(self, "_learn_start", (time.time(), self.num_timesteps))
+        elapsed = max(time.time() - started, 1e-8)
+        if self.ep_info_buffer:
+            self._logger.record("rollout/ep_rew_mean", float(np.mean([e["r"] for e in self.ep_info_buffer])))
+            self._logger.record("rollout/ep_len_mean", float(np.mean([e["l"] for e in self.ep_info_buffer])))
+        self._logger.record("time/episodes", self._episode_num, exclude="tensorboard")
+        self._logger.record("time/fps", int((self.num_timesteps - start_steps) / elapsed))
+        self._logger.record("time/time_elapsed", int(elapsed), exclude="tensorboard")
+        self._logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self._logger.dump(step=self.num_timesteps)
+        self._episodes_since_dump = 0
 
     def log_scalar(self, name: str, value: float) -> None:
-        """Log a scalar at the current timestep when ``learn(log_dir=...)`` is active."""
+        """Record a scalar in :attr:`logger` (written at its next dump) when a logger is writing."""
         if self._logger is not None:
-            self._logger.log_scalar(self.num_timesteps, name, float(value))
+            self._logger.record(name, float(value))
+
+    # ------------------------------------------------------------------ stable-baselines3 surface
+
+    @property
+    def logger(self) -> Logger:
+        """SB3's ``Logger`` of the current ``learn`` call (``record`` / ``dump``); outside training,
+        or when nothing is written, a logger without outputs."""
+        if self._logger is not None:
+            return self._logger
+        if self._null_logger is None:
+            self._null_logger = TrainingLogger(None, [])
+        return self._null_logger
+
+    def set_logger(self, logger: Logger) -> None:
+        """Use this SB3 ``Logger`` for every later ``learn`` call (instead of one per call)."""
+        if not isinstance(logger, Logger):
+            raise ValueError(f"set_logger needs a stable_baselines3 Logger, got {type(logger).__name__}")
+        self._logger = logger
+        self._custom_logger = True
+
+    @property
+    def n_envs(self) -> int:
+        """Number of parallel training envs (SB3's name)."""
+        return int(self.env.num_envs)
+
+    @property
+    def policy(self) -> AgentPolicy:
+        """The agent's networks as one ``nn.Module`` with SB3's ``predict`` (see :class:`AgentPolicy`)."""
+        return AgentPolicy(self)
+
+    def get_env(self) -> Any:
+        """The training env as an SB3 ``VecEnv``: the ``VecEnv`` the agent was given, or a view of its
+        batched env (:class:`riskrl.envs.SB3VecEnv`, or :class:`NextStepVecEnv` for NEXT_STEP autoreset).
+
+        Stepping it steps the training env; the next ``learn(..., reset_num_timesteps=False)`` goes on
+        from the agent's own last observation, as SB3's does.
+        """
+        if isinstance(self.env, VecEnvAdapter):
+            return self.env.venv
+        view = getattr(self, "_sb3_view", None)
+        if view is None or view.env is not self.env:
+            view = SB3VecEnv(self.env) if uses_same_step_autoreset(self.env) else NextStepVecEnv(self.env)
+            self._sb3_view = view
+        return view
+
+    def get_vec_normalize_env(self) -> Any:
+        """The ``VecNormalize`` wrapper of an SB3 training env, else ``None`` (as SB3)."""
+        return vec_normalize_of(self.env)
+
+    def set_env(self, env: Any, force_reset: bool = True) -> None:
+        """Train on ``env`` from now on: an id, a gymnasium env, a riskrl batched env or an SB3 ``VecEnv``.
+
+        Its spaces, number of envs and autoreset mode must match the current env's (the replay
+        buffer keeps per-env episode links). ``force_reset`` (default) resets it at the next ``learn``.
+        """
+        new_env = self._make_env(as_batched_env(env, self.device))
+        for what, old, new in (
+            ("observation space", self.observation_space, new_env.single_observation_space),
+            ("action space", self.action_space, new_env.single_action_space),
+        ):
+            if space_to_json(old) != space_to_json(new):
+                raise ValueError(f"set_env: the new env's {what} {new} differs from the agent's {old}")
+        if int(new_env.num_envs) != int(self.env.num_envs):
+            raise ValueError(
+                f"set_env: the new env has {new_env.num_envs} envs, the agent trains on {self.env.num_envs}; "
+                "build the agent with the new env instead"
+            )
+        if uses_same_step_autoreset(new_env) != uses_same_step_autoreset(self.env):
+            raise ValueError("set_env: the new env's autoreset mode differs from the current env's")
+        self.env = new_env
+        self.env_id = _env_id_of(new_env) or self.env_id
+        refresh = getattr(self, "_model_functions", None)  # model-based agents plan with the env's functions
+        if callable(refresh):
+            self.reward_fn, self.termination_fn = refresh()
+        if force_reset:
+            self._obs = None
+
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """Reseed the agent's generator and spaces; the env is reset with ``seed`` at the next ``learn``.
+
+        ``None`` does nothing, as in SB3. Network weights are not re-initialised.
+        """
+        if seed is None:
+            return
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        self.seed = int(seed)
+        self.rng.manual_seed(self.seed)
+        self.action_space.seed(self.seed)
+        self.observation_space.seed(self.seed)
+        self._obs = None
+
+    def get_parameters(self) -> dict[str, Any]:
+        """``{"policy": ...}``: the tensors (and JSON data) the agent acts with, copies on the CPU."""
+        return {"policy": _to_device(_clone(self._policy_state()), torch.device("cpu"))}
+
+    def set_parameters(
+        self,
+        load_path_or_dict: str | Path | dict[str, Any],
+        exact_match: bool = True,
+        device: str | torch.device = "auto",
+    ) -> None:
+        """Load policy parameters from :meth:`get_parameters`'s dict or from a riskrl checkpoint file.
+
+        With ``exact_match`` (default) the names and shapes must be those of this agent's; otherwise
+        what the agent's networks accept is loaded. ``device`` is accepted for SB3 compatibility
+        (parameters always go to the agent's device).
+        """
+        if isinstance(load_path_or_dict, (str, Path)):
+            state, _ = load_checkpoint(load_path_or_dict, kind=type(self).__name__)
+            params = {"policy": state["policy"]}
+        elif isinstance(load_path_or_dict, dict):
+            params = load_path_or_dict
+        else:
+            raise ValueError(
+                f"set_parameters needs a dict or a checkpoint path, got {type(load_path_or_dict)}"
+            )
+        if set(params) != {"policy"}:
+            raise ValueError(f"set_parameters expects the key 'policy' only, got {sorted(params)}")
+        if exact_match:
+            want, got = _shapes(self._policy_state()), _shapes(params["policy"])
+            if want != got:
+                missing = sorted(set(want) - set(got))
+                extra = sorted(set(got) - set(want))
+                wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+                raise ValueError(
+                    f"parameters do not match {type(self).__name__}'s: missing {missing}, unexpected {extra}, "
+                    f"wrong shape {wrong}"
+                )
+        self._load_policy_state(_to_device(params["policy"], self.device))
 
     def _obs_tensor(self, obs: Any) -> tuple[Tensor, bool, bool]:
         """Validate observations; return ``(batch (B, obs_dim), was_numpy, was_single)``."""
@@ -442,6 +739,41 @@ def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: 
         )
         generator.manual_seed(int(fallback_seed))
         return False
+
+
+def _check_timesteps(value: Any, name: str = "total_timesteps") -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+def _clone(obj: Any) -> Any:
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+def _shapes(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Flattened ``{path: shape or type}`` of a nested state, to compare parameter sets."""
+    if isinstance(obj, Tensor):
+        return {prefix: tuple(obj.shape)}
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k, v in obj.items():
+            out.update(_shapes(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, (list, tuple)):
+        out = {}
+        for i, v in enumerate(obj):
+            out.update(_shapes(v, f"{prefix}.{i}"))
+        return out
+    return {prefix: type(obj).__name__}
 
 
 def _to_device(obj: Any, device: torch.device) -> Any:

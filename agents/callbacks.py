@@ -1,144 +1,300 @@
-"""Training callbacks with stable-baselines3's shape: evaluation, checkpointing, composition."""
+"""Training callbacks: stable-baselines3's own, used unchanged by riskrl agents.
+
+There is one callback system, SB3's. ``BaseCallback``, ``CallbackList``,
+``StopTrainingOnRewardThreshold`` and the other SB3 callbacks are re-exported as they are, and
+any SB3 callback works in :meth:`riskrl.agents.Agent.learn` (it sees ``model``, ``num_timesteps``,
+``n_calls``, ``locals``, ``globals``, ``training_env`` and ``logger``). The three riskrl classes below
+are SB3 subclasses that add what riskrl needs:
+
+* :class:`EvalCallback`: evaluates with :func:`riskrl.evaluate` (every episode in flight at once,
+  with CVaR) when the eval env is a gymnasium id, a riskrl batched env or omitted (the agent's own
+  env id), and exactly as SB3 does (``evaluate_policy``) for gymnasium envs and SB3 ``VecEnv``\\ s.
+* :class:`CheckpointCallback`: saves through riskrl's safe format (no pickle), can keep only the
+  last ``keep_last`` files and a ``<prefix>_latest`` copy to resume from.
+* :class:`ProgressBarCallback`: SB3's progress bar through ``tqdm.auto`` (no ``rich`` needed).
+
+Frequencies count calls, i.e. vectorised environment steps, as in SB3: with ``n`` envs a callback
+with ``eval_freq=k`` fires every ``k * n`` environment steps.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from riskrl.agents.base import Agent
+import numpy as np
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CallbackList,
+    ConvertCallback,
+    EveryNTimesteps,
+    StopTrainingOnMaxEpisodes,
+    StopTrainingOnNoModelImprovement,
+    StopTrainingOnRewardThreshold,
+)
+from stable_baselines3.common.callbacks import CheckpointCallback as SB3CheckpointCallback
+from stable_baselines3.common.callbacks import EvalCallback as SB3EvalCallback
+from stable_baselines3.common.callbacks import EventCallback as SB3EventCallback
+from stable_baselines3.common.callbacks import ProgressBarCallback as SB3ProgressBarCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from tqdm.auto import tqdm
 
-__all__ = ["BaseCallback", "CallbackList", "CheckpointCallback", "EvalCallback"]
-
-
-class BaseCallback:
-    """Hooks called by :meth:`Agent.learn`. ``on_step`` returning ``False`` stops training."""
-
-    def on_training_start(self, agent: Agent) -> None:
-        """Called once before the first environment step."""
-
-    def on_step(self, agent: Agent) -> bool:
-        """Called after every vectorised environment step (``agent.num_timesteps`` has advanced)."""
-        return True
-
-    def on_training_end(self, agent: Agent) -> None:
-        """Called once when training stops."""
-
-
-class CallbackList(BaseCallback):
-    """Run several callbacks in order; training stops if any of them asks to."""
-
-    def __init__(self, callbacks: list[BaseCallback]) -> None:
-        self.callbacks = list(callbacks)
-
-    def on_training_start(self, agent: Agent) -> None:
-        for cb in self.callbacks:
-            cb.on_training_start(agent)
-
-    def on_step(self, agent: Agent) -> bool:
-        return all([cb.on_step(agent) for cb in self.callbacks])
-
-    def on_training_end(self, agent: Agent) -> None:
-        for cb in self.callbacks:
-            cb.on_training_end(agent)
+__all__ = [
+    "BaseCallback",
+    "CallbackList",
+    "CheckpointCallback",
+    "ConvertCallback",
+    "EvalCallback",
+    "EveryNTimesteps",
+    "ProgressBarCallback",
+    "StopTrainingOnMaxEpisodes",
+    "StopTrainingOnNoModelImprovement",
+    "StopTrainingOnRewardThreshold",
+]
 
 
-class _EveryN(BaseCallback):
-    def __init__(self, every: int) -> None:
-        if int(every) < 1:
-            raise ValueError(f"callback frequency must be >= 1 environment step, got {every}")
-        self.every = int(every)
-        self._next = self.every
-
-    def on_training_start(self, agent: Agent) -> None:
-        self._next = (agent.num_timesteps // self.every + 1) * self.every
-
-    def _due(self, agent: Agent) -> bool:
-        if agent.num_timesteps >= self._next:
-            self._next = (agent.num_timesteps // self.every + 1) * self.every
-            return True
-        return False
+def _check_freq(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(
+            f"callback frequency {name} must be an integer >= 1 call (vectorised step), got {value!r}"
+        )
+    return int(value)
 
 
-class EvalCallback(_EveryN):
-    """Evaluate the agent every ``eval_freq`` environment steps with :func:`riskrl.evaluate`.
+def _is_riskrl_env(env: Any) -> bool:
+    return (
+        env is None
+        or isinstance(env, str)
+        or (hasattr(env, "single_action_space") and hasattr(env, "device"))
+    )
 
-    Results are kept in ``self.history`` (list of dicts), logged to the agent's logger when one is
-    active, appended to ``<log_path>/evaluations.jsonl`` if ``log_path`` is given, and the best
-    agent so far is saved to ``best_model_path`` if given.
+
+class EvalCallback(SB3EvalCallback):
+    """SB3's ``EvalCallback``; riskrl ids and batched envs are evaluated by :func:`riskrl.evaluate`.
+
+    Same arguments, attributes and outputs as SB3's (``<log_path>/evaluations.npz``,
+    ``<best_model_save_path>/best_model``, ``eval/mean_reward`` in the logger,
+    ``callback_on_new_best`` such as :class:`StopTrainingOnRewardThreshold`), plus:
+
+    Args:
+        eval_env: a gymnasium id, a riskrl batched env or ``None`` (the agent's env id) for the
+            batched riskrl evaluation; a gymnasium ``Env`` or SB3 ``VecEnv`` for SB3's.
+        seed: seeds the riskrl evaluation's resets (the same episodes at every evaluation).
+
+    ``history`` holds one dict per evaluation (``timestep``, ``mean_return``, ``std_return``,
+    ``cvar`` where known, ``mean_length``), also appended to ``<log_path>/evaluations.jsonl``.
     """
 
     def __init__(
         self,
         eval_env: Any = None,
+        callback_on_new_best: BaseCallback | None = None,
+        callback_after_eval: BaseCallback | None = None,
+        n_eval_episodes: int = 5,
         eval_freq: int = 10_000,
-        n_eval_episodes: int = 10,
+        log_path: str | os.PathLike[str] | None = None,
+        best_model_save_path: str | os.PathLike[str] | None = None,
+        deterministic: bool = True,
+        render: bool = False,
+        verbose: int = 1,
+        warn: bool = True,
         seed: int = 0,
-        log_path: str | Path | None = None,
-        best_model_path: str | Path | None = None,
-        verbose: int = 0,
     ) -> None:
-        super().__init__(eval_freq)
-        self.eval_env = eval_env
-        self.n_eval_episodes = n_eval_episodes
+        SB3EventCallback.__init__(self, callback_after_eval, verbose=verbose)
+        self.callback_on_new_best = callback_on_new_best
+        if callback_on_new_best is not None:
+            callback_on_new_best.parent = self
+        if isinstance(n_eval_episodes, bool) or int(n_eval_episodes) < 1:
+            raise ValueError(f"n_eval_episodes must be >= 1, got {n_eval_episodes!r}")
+        self.n_eval_episodes = int(n_eval_episodes)
+        self.eval_freq = _check_freq("eval_freq", eval_freq)
+        self.best_mean_reward = -np.inf
+        self.last_mean_reward = -np.inf
+        self.deterministic = deterministic
+        self.render = render
+        self.warn = warn
         self.seed = seed
-        self.log_path = Path(log_path) if log_path else None
-        self.best_model_path = Path(best_model_path) if best_model_path else None
-        self.verbose = verbose
+        self._riskrl_eval = _is_riskrl_env(eval_env)
+        if self._riskrl_eval and render:
+            raise ValueError("render=True needs a gymnasium Env or SB3 VecEnv as eval_env")
+        if not self._riskrl_eval and not isinstance(eval_env, VecEnv):
+            eval_env = DummyVecEnv([lambda: eval_env])
+        self.eval_env = eval_env
+        self.best_model_save_path = os.fspath(best_model_save_path) if best_model_save_path else None
+        self._log_dir = os.fspath(log_path) if log_path is not None else None
+        self.log_path = os.path.join(self._log_dir, "evaluations") if self._log_dir is not None else None
+        self.evaluations_results: list[list[float]] = []
+        self.evaluations_timesteps: list[int] = []
+        self.evaluations_length: list[list[int]] = []
+        self._is_success_buffer: list[bool] = []
+        self.evaluations_successes: list[list[bool]] = []
         self.history: list[dict[str, float]] = []
-        self.best_mean = -float("inf")
 
-    def on_step(self, agent: Agent) -> bool:
-        if not self._due(agent):
+    def _init_callback(self) -> None:
+        if not self._riskrl_eval:
+            super()._init_callback()
+            return
+        if self.eval_env is None and getattr(self.model, "env_id", None) is None:
+            raise ValueError("EvalCallback(eval_env=None) needs an agent whose env has a gymnasium id")
+        if self.best_model_save_path is not None:
+            os.makedirs(self.best_model_save_path, exist_ok=True)
+        if self._log_dir is not None:
+            os.makedirs(self._log_dir, exist_ok=True)
+        if self.callback_on_new_best is not None:
+            self.callback_on_new_best.init_callback(self.model)
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.eval_freq != 0:
             return True
-        from riskrl.evaluation import evaluate
+        if not self._riskrl_eval:
+            continue_training = super()._on_step()
+            self._record_history(self.evaluations_results[-1] if self.log_path else None, None)
+            return continue_training
+        return self._evaluate_batched()
 
-        env = self.eval_env if self.eval_env is not None else agent.env_id
-        result = evaluate(agent, env, n_episodes=self.n_eval_episodes, seed=self.seed, device=agent.device)
-        row = {
-            "timestep": agent.num_timesteps,
-            "mean_return": result.mean,
-            "std_return": result.std,
-            "cvar": result.cvar,
-            "mean_length": float(result.lengths.mean()),
-        }
-        self.history.append(row)
-        agent.log_scalar("eval/mean_return", result.mean)
-        agent.log_scalar("eval/cvar", result.cvar)
+    def _evaluate_batched(self) -> bool:
+        from riskrl.evaluation import evaluate  # evaluation sits above agents (see DESIGN.md: layering)
+
+        env = self.eval_env if self.eval_env is not None else self.model.env_id
+        result = evaluate(
+            self.model,
+            env,
+            n_episodes=self.n_eval_episodes,
+            seed=self.seed,
+            device=getattr(self.model, "device", "cpu"),
+            deterministic=self.deterministic,
+            bootstrap=False,
+        )
+        returns = [float(r) for r in np.asarray(result.returns)]
+        lengths = [int(n) for n in np.asarray(result.lengths)]
         if self.log_path is not None:
-            self.log_path.mkdir(parents=True, exist_ok=True)
-            with open(self.log_path / "evaluations.jsonl", "a") as fh:
+            self.evaluations_timesteps.append(self.num_timesteps)
+            self.evaluations_results.append(returns)
+            self.evaluations_length.append(lengths)
+            np.savez(
+                self.log_path,
+                timesteps=self.evaluations_timesteps,
+                results=self.evaluations_results,
+                ep_lengths=self.evaluations_length,
+            )
+        mean_reward, std_reward = float(np.mean(returns)), float(np.std(returns))
+        self.last_mean_reward = mean_reward
+        if self.verbose >= 1:
+            print(
+                f"Eval num_timesteps={self.num_timesteps}, episode_reward={mean_reward:.2f} +/- {std_reward:.2f}"
+            )
+            print(f"Episode length: {np.mean(lengths):.2f} +/- {np.std(lengths):.2f}")
+        self.logger.record("eval/mean_reward", mean_reward)
+        self.logger.record("eval/mean_ep_length", float(np.mean(lengths)))
+        self.logger.record("eval/cvar", float(result.cvar))
+        self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
+        self.logger.dump(self.num_timesteps)
+        self._record_history(returns, float(result.cvar), lengths)
+        continue_training = True
+        if mean_reward > self.best_mean_reward:
+            if self.verbose >= 1:
+                print("New best mean reward!")
+            if self.best_model_save_path is not None:
+                self.model.save(os.path.join(self.best_model_save_path, "best_model"))
+            self.best_mean_reward = mean_reward
+            if self.callback_on_new_best is not None:
+                continue_training = self.callback_on_new_best.on_step()
+        if self.callback is not None:
+            continue_training = continue_training and self._on_event()
+        return continue_training
+
+    def _record_history(
+        self, returns: list[float] | None, cvar: float | None, lengths: list[int] | None = None
+    ) -> None:
+        row: dict[str, Any] = {"timestep": self.num_timesteps, "mean_return": self.last_mean_reward}
+        if returns is not None:
+            row["std_return"] = float(np.std(returns))
+        if cvar is not None:
+            row["cvar"] = cvar
+        if lengths is not None:
+            row["mean_length"] = float(np.mean(lengths))
+        self.history.append(row)
+        if self._log_dir is not None:
+            with open(Path(self._log_dir) / "evaluations.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
-        if self.verbose:
-            print(f"[eval] step {agent.num_timesteps}: return {result.mean:.1f} ± {result.std:.1f}")
-        if result.mean > self.best_mean:
-            self.best_mean = result.mean
-            if self.best_model_path is not None:
-                agent.save(self.best_model_path)
-        return True
 
 
-class CheckpointCallback(_EveryN):
-    """Save the full training state every ``save_freq`` environment steps (atomically).
+class CheckpointCallback(SB3CheckpointCallback):
+    """SB3's ``CheckpointCallback``: every ``save_freq`` calls, ``model.save`` to
+    ``<save_path>/<name_prefix>_<num_timesteps>_steps.<extension>``.
 
-    Files are ``<save_path>/<name_prefix>_<steps>_steps.riskrl`` and ``<name_prefix>_latest.riskrl``
-    (the one to resume from); ``keep_last`` bounds how many numbered files are kept.
+    riskrl agents save in riskrl's safe format (safetensors + JSON, never pickle), with the full
+    training state (replay buffer, optimisers, RNGs) inside, so ``save_replay_buffer`` adds nothing
+    for them. Extra options:
+
+    Args:
+        keep_last: keep only the newest ``keep_last`` numbered files (``None``: keep all).
+        save_latest: also write ``<name_prefix>_latest.<extension>`` (the file to resume from).
+        extension: file extension (SB3's ``"zip"``; riskrl's own runs use ``"riskrl"``).
     """
 
-    def __init__(self, save_freq: int, save_path: str | Path, name_prefix: str = "agent", keep_last: int = 2):
-        super().__init__(save_freq)
-        self.save_path = Path(save_path)
-        self.name_prefix = name_prefix
-        self.keep_last = keep_last
+    def __init__(
+        self,
+        save_freq: int,
+        save_path: str | os.PathLike[str],
+        name_prefix: str = "rl_model",
+        save_replay_buffer: bool = False,
+        save_vecnormalize: bool = False,
+        verbose: int = 0,
+        keep_last: int | None = None,
+        save_latest: bool = False,
+        extension: str = "zip",
+    ) -> None:
+        super().__init__(
+            _check_freq("save_freq", save_freq),
+            os.fspath(save_path),
+            name_prefix=name_prefix,
+            save_replay_buffer=save_replay_buffer,
+            save_vecnormalize=save_vecnormalize,
+            verbose=verbose,
+        )
+        if keep_last is not None and (isinstance(keep_last, bool) or int(keep_last) < 1):
+            raise ValueError(f"keep_last must be >= 1 or None, got {keep_last!r}")
+        self.keep_last = None if keep_last is None else int(keep_last)
+        self.save_latest = save_latest
+        self.extension = extension.lstrip(".")
         self.saved: list[Path] = []
 
-    def on_step(self, agent: Agent) -> bool:
-        if self._due(agent):
-            path = self.save_path / f"{self.name_prefix}_{agent.num_timesteps}_steps.riskrl"
-            agent.save(path)
-            agent.save(self.save_path / f"{self.name_prefix}_latest.riskrl")
-            self.saved.append(path)
-            while self.keep_last and len(self.saved) > self.keep_last:
-                self.saved.pop(0).unlink(missing_ok=True)
+    def _on_step(self) -> bool:
+        if self.n_calls % self.save_freq != 0:
+            return True
+        path = Path(self._checkpoint_path(extension=self.extension))
+        self.model.save(path)
+        if self.verbose >= 2:
+            print(f"Saving model checkpoint to {path}")
+        if self.save_latest:
+            self.model.save(Path(self.save_path) / f"{self.name_prefix}_latest.{self.extension}")
+        if self.save_replay_buffer and getattr(self.model, "replay_buffer", None) is not None:
+            self.model.save_replay_buffer(self._checkpoint_path("replay_buffer_", extension="pkl"))
+        vec_normalize = self.model.get_vec_normalize_env() if self.save_vecnormalize else None
+        if vec_normalize is not None:
+            vec_normalize.save(self._checkpoint_path("vecnormalize_", extension="pkl"))
+        self.saved.append(path)
+        while self.keep_last is not None and len(self.saved) > self.keep_last:
+            self.saved.pop(0).unlink(missing_ok=True)
         return True
+
+
+class ProgressBarCallback(SB3ProgressBarCallback):
+    """SB3's ``ProgressBarCallback`` drawn with ``tqdm.auto`` (SB3's needs ``rich``): counts
+    environment steps from ``model.num_timesteps`` to the learn call's target."""
+
+    def __init__(self, desc: str | None = None) -> None:
+        BaseCallback.__init__(self)
+        self.desc = desc
+
+    def _on_training_start(self) -> None:
+        desc = self.desc or f"{type(self.model).__name__} learn"
+        self.pbar = tqdm(
+            total=int(self.locals["total_timesteps"]),
+            initial=self.model.num_timesteps,
+            desc=desc,
+            unit="step",
+        )

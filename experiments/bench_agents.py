@@ -137,9 +137,9 @@ def run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes:
     if entry.kind == "riskrl":
         from riskrl.agents import BaseCallback
 
-        class Curve(BaseCallback):
-            def on_step(self, agent: Any) -> bool:
-                ev.maybe(agent, agent.num_timesteps)
+        class Curve(BaseCallback):  # SB3's BaseCallback (riskrl re-exports it)
+            def _on_step(self) -> bool:
+                ev.maybe(self.model, self.num_timesteps)
                 return True
 
         model.learn(steps, callback=Curve())

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
     done_steps = 0
     while done_steps < args.steps:
         done_steps = min(done_steps + args.chunk, args.steps)
-        agent.learn(done_steps, reset_num_timesteps=False)
+        agent.learn_until(done_steps)
         data = agent.buffer.all()
         rew = data["rewards"]
         new = rew[seen:]

@@ -52,7 +52,7 @@ def cycle(i: int, workdir: Path) -> None:
     agent.learn(1_000, log_dir=workdir / "logs")
     path = agent.save(workdir / "agent.riskrl")
     agent = load_agent(path)
-    agent.learn(1_500, reset_num_timesteps=False)
+    agent.learn_until(1_500)
     for k in (0.0, 1.0):
         agent.risk_tolerance = k
         evaluate(agent, "CartPole-v1", n_episodes=20, seed=i)

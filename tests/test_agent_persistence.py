@@ -77,7 +77,7 @@ def test_bad_overrides_and_learn_arguments(saved: Path) -> None:
 
 def test_resume_on_an_env_with_more_envs(saved: Path) -> None:
     agent = BayesDQN.load(saved, env=make_vec("CartPole-v1", num_envs=3))
-    agent.learn(360, reset_num_timesteps=False)
+    agent.learn_until(360)
     assert agent.num_timesteps >= 360
 
 

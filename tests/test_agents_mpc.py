@@ -323,7 +323,7 @@ def test_resume_is_bit_identical(tmp_path) -> None:
     straight = BayesMPC("Pendulum-v1", seed=5, **kw).learn(120)
     first = BayesMPC("Pendulum-v1", seed=5, **kw).learn(70)
     path = first.save(tmp_path / "half.riskrl")
-    resumed = BayesMPC.load(path).learn(120, reset_num_timesteps=False)
+    resumed = BayesMPC.load(path).learn_until(120)
     for a, b in zip(straight.model.state_dict().values(), resumed.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     torch.testing.assert_close(straight.buffer.all()["obs"], resumed.buffer.all()["obs"], rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""learn(): callbacks (evaluation, checkpoints, early stop), progress bar, CSV and TensorBoard logs."""
+"""learn(): callbacks (evaluation, checkpoints, early stop), progress bar, SB3-style logs."""
 
 from __future__ import annotations
 
@@ -6,32 +6,56 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from stable_baselines3.common.callbacks import EvalCallback as SB3EvalCallback
+from stable_baselines3.common.logger import configure
 
-from riskrl.agents import BaseCallback, BayesDQN, CheckpointCallback, EvalCallback, load_agent
+from riskrl.agents import (
+    BaseCallback,
+    BayesDQN,
+    CheckpointCallback,
+    EvalCallback,
+    StopTrainingOnRewardThreshold,
+    load_agent,
+)
 
 TINY = {"learning_starts": 100, "n_members": 3, "hidden": (16, 16)}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def test_eval_and_checkpoint_callbacks_fire_on_schedule(tmp_path: Path) -> None:
     agent = BayesDQN("CartPole-v1", seed=0, **TINY)
     evals = EvalCallback(
-        eval_freq=200, n_eval_episodes=4, log_path=tmp_path / "eval", best_model_path=tmp_path / "best.riskrl"
+        eval_freq=200, n_eval_episodes=4, log_path=tmp_path / "eval", best_model_save_path=tmp_path / "best"
     )
-    ckpts = CheckpointCallback(save_freq=250, save_path=tmp_path / "ck", keep_last=2)
+    assert isinstance(evals, SB3EvalCallback)
+    ckpts = CheckpointCallback(save_freq=250, save_path=tmp_path / "ck", name_prefix="agent", keep_last=2)
     agent.learn(1000, callback=[evals, ckpts], log_dir=tmp_path / "logs")
     assert [row["timestep"] for row in evals.history] == [200, 400, 600, 800, 1000]
+    assert all(row["cvar"] <= row["mean_return"] for row in evals.history)
     lines = (tmp_path / "eval" / "evaluations.jsonl").read_text().splitlines()
     assert [json.loads(x)["timestep"] for x in lines] == [200, 400, 600, 800, 1000]
-    assert load_agent(tmp_path / "best.riskrl").num_timesteps in {200, 400, 600, 800, 1000}
+    npz = np.load(tmp_path / "eval" / "evaluations.npz")  # SB3's file, same keys
+    assert npz["timesteps"].tolist() == [200, 400, 600, 800, 1000]
+    assert npz["results"].shape == (5, 4) and npz["ep_lengths"].shape == (5, 4)
+    best = load_agent(tmp_path / "best" / "best_model")
+    assert best.num_timesteps in {200, 400, 600, 800, 1000}
+    assert evals.best_mean_reward == max(row["mean_return"] for row in evals.history)
     kept = sorted(p.name for p in (tmp_path / "ck").iterdir())
-    assert kept == ["agent_1000_steps.riskrl", "agent_750_steps.riskrl", "agent_latest.riskrl"]
-    assert load_agent(tmp_path / "ck" / "agent_latest.riskrl").num_timesteps == 1000
-    with open(tmp_path / "logs" / "metrics.csv") as fh:
-        names = {row["name"] for row in csv.DictReader(fh)}
-    assert {"eval/mean_return", "eval/cvar"} <= names
-    with open(tmp_path / "logs" / "episodes.csv") as fh:
-        episodes = list(csv.DictReader(fh))
+    assert kept == ["agent_1000_steps.zip", "agent_750_steps.zip"]
+    assert load_agent(tmp_path / "ck" / "agent_1000_steps.zip").num_timesteps == 1000
+    progress = _rows(tmp_path / "logs" / "progress.csv")
+    assert {"eval/mean_reward", "eval/cvar", "rollout/ep_rew_mean", "time/total_timesteps"} <= set(
+        progress[0]
+    )
+    eval_rows = [r for r in progress if r["eval/mean_reward"]]
+    assert [int(r["time/total_timesteps"]) for r in eval_rows] == [200, 400, 600, 800, 1000]
+    episodes = _rows(tmp_path / "logs" / "episodes.csv")
     assert episodes and sum(int(e["length"]) for e in episodes) <= 1000
     assert all(float(e["return"]) == float(e["length"]) for e in episodes)  # CartPole: +1 per step
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
@@ -39,15 +63,72 @@ def test_eval_and_checkpoint_callbacks_fire_on_schedule(tmp_path: Path) -> None:
 
 def test_callback_can_stop_training_and_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
     class StopAt(BaseCallback):
-        def on_step(self, agent) -> bool:
-            return agent.num_timesteps < 150
+        def _on_step(self) -> bool:
+            return self.num_timesteps < 150
 
+    stop = StopAt()
     agent = BayesDQN("CartPole-v1", seed=0, **TINY)
-    agent.learn(1000, callback=StopAt(), progress_bar=True)
+    agent.learn(1000, callback=stop, progress_bar=True)
     assert agent.num_timesteps == 150
+    assert stop.n_calls == 150 and stop.model is agent
     assert "BayesDQN learn" in capsys.readouterr().err
 
 
-def test_bad_callback_frequency() -> None:
+def test_stop_on_reward_threshold_through_riskrl_eval() -> None:
+    stop = StopTrainingOnRewardThreshold(reward_threshold=-1.0, verbose=0)  # any return beats it
+    evals = EvalCallback(
+        "CartPole-v1", callback_on_new_best=stop, eval_freq=120, n_eval_episodes=2, verbose=0
+    )
+    agent = BayesDQN("CartPole-v1", seed=0, **TINY)
+    agent.learn(1000, callback=evals)
+    assert agent.num_timesteps == 120
+
+
+def test_bad_callback_arguments() -> None:
     with pytest.raises(ValueError, match="frequency"):
         EvalCallback(eval_freq=0)
+    with pytest.raises(ValueError, match="frequency"):
+        CheckpointCallback(save_freq=0, save_path="x")
+    agent = BayesDQN("CartPole-v1", seed=0, **TINY)
+
+    class OldStyle:  # riskrl's callbacks before they became SB3's
+        def on_step(self, agent) -> bool:
+            return True
+
+    with pytest.raises(ValueError, match="BaseCallback"):
+        agent.learn(10, callback=[OldStyle()])
+    with pytest.raises(ValueError, match="log_interval"):
+        agent.learn(10, log_interval=0)
+
+
+def test_logger_records_custom_values_and_verbose_prints_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class LogValue(BaseCallback):
+        def _on_step(self) -> bool:
+            self.logger.record("custom/steps_seen", self.num_timesteps)
+            return True
+
+    agent = BayesDQN("CartPole-v1", seed=0, verbose=1, **TINY)
+    agent.learn(400, callback=LogValue(), log_interval=2, log_dir=tmp_path)
+    out = capsys.readouterr().out
+    assert "rollout/" in out and "ep_rew_mean" in out and "custom/" in out
+    progress = _rows(tmp_path / "progress.csv")
+    steps = [int(r["time/total_timesteps"]) for r in progress]
+    assert steps == sorted(steps) and steps[-1] == 400
+    assert [int(r["custom/steps_seen"]) for r in progress] == steps  # the value recorded at each dump's step
+    episodes = _rows(tmp_path / "episodes.csv")
+    # log_interval=2: one dump per two finished episodes, plus the final one
+    assert len(progress) == len(episodes) // 2 + 1
+    assert agent.logger.output_formats == []  # outside learn: a logger that writes nowhere
+
+
+def test_set_logger_is_used_by_every_learn_call(tmp_path: Path) -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, **TINY)
+    agent.set_logger(configure(str(tmp_path), ["csv"]))
+    agent.learn(200, log_interval=None)
+    agent.learn(200, log_interval=None, reset_num_timesteps=False)
+    rows = _rows(tmp_path / "progress.csv")
+    assert [int(r["time/total_timesteps"]) for r in rows] == [200, 400]
+    with pytest.raises(ValueError, match="set_logger"):
+        agent.learn(10, log_dir=tmp_path / "other")

@@ -1,5 +1,6 @@
-"""A training run killed with SIGKILL resumes from its last checkpoint and ends bit-identical
-to an uninterrupted run with the same seed (parameters, optimizer, replay buffer, RNG states)."""
+"""A training run killed with SIGKILL resumes from its last checkpoint with ``learn_until`` and ends
+bit-identical to an uninterrupted run with the same seed (parameters, optimizer, replay buffer, RNG
+states)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ kwargs = dict(learning_starts=300, buffer_size=5_000, n_members=4, hidden=(32, 3
 
 class HangAfter(BaseCallback):
     # Simulates a long job: after step 1500 it stops making progress and waits to be killed.
-    def on_step(self, agent):
-        if agent.num_timesteps >= 1_500:
-            (workdir / "hanging").write_text(str(agent.num_timesteps))
+    def _on_step(self):
+        if self.num_timesteps >= 1_500:
+            (workdir / "hanging").write_text(str(self.num_timesteps))
             time.sleep(600)
         return True
 
@@ -44,7 +45,7 @@ elif mode == "resume":
     agent = load_agent(workdir / "ckpt" / "agent_latest.riskrl")
     assert 0 < agent.num_timesteps < {TOTAL}, agent.num_timesteps
     (workdir / "resumed_from").write_text(str(agent.num_timesteps))
-    agent.learn({TOTAL}, reset_num_timesteps=False)
+    agent.learn_until({TOTAL})
 state = {{"q." + k: v for k, v in agent.q_net.state_dict().items()}}
 state.update({{"target." + k: v for k, v in agent.target_net.state_dict().items()}})
 state["buffer.obs"] = agent.buffer.obs[: agent.buffer.size].clone()
