@@ -198,6 +198,12 @@ def run_label(row: dict[str, Any]) -> str:
     return f"{row['algo']} {json.dumps(overrides, sort_keys=True, separators=(',', ':'))}"
 
 
+def reached_500(runs: list[dict[str, Any]]) -> str:
+    """``k/n (median first step)``: how many runs' evaluation mean hit 500, and when."""
+    firsts = [r["first_step_at_500"] for r in runs if r["first_step_at_500"] is not None]
+    return f"{len(firsts)}/{len(runs)}" + (f" ({int(np.median(firsts))})" if firsts else "")
+
+
 def group_runs(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Runs grouped by (env, label); refuses two runs of one group with the same seed (a copy)."""
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -206,7 +212,7 @@ def group_runs(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[st
         if any(g["seed"] == r["seed"] for g in group):
             raise ValueError(f"two runs of {r['env_id']} {run_label(r)} with seed {r['seed']}")
         group.append(r)
-    return groups
+    return {k: sorted(v, key=lambda r: r["seed"]) for k, v in groups.items()}
 
 
 def markdown_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
@@ -226,12 +232,10 @@ def markdown_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str
     ]
     groups = group_runs(rows)
     for (env_id, algo), rs in groups.items():
-        firsts = [r["first_step_at_500"] for r in rs if r["first_step_at_500"] is not None]
-        reached = f"{len(firsts)}/{len(rs)}" + (f" ({int(np.median(firsts))})" if firsts else "")
         shifted = [r["shifted_return"] for r in rs if r["shifted_return"] is not None]
         lines.append(
             f"| {env_id} | {algo} | {len(rs)} | {_fmt([r['final_return'] for r in rs])} | "
-            f"{_fmt([r['best_return'] for r in rs])} | {_fmt(shifted)} | {reached} | "
+            f"{_fmt([r['best_return'] for r in rs])} | {_fmt(shifted)} | {reached_500(rs)} | "
             f"{_fmt([r['train_seconds'] for r in rs])} |"
         )
     lines += ["", "Per seed (final / best / shifted / first step at 500 / train s):", ""]

@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_agents import group_runs, reached_500
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
 README = ROOT / "README.md"
@@ -57,22 +60,6 @@ def version_of(data: dict[str, Any]) -> str:
 
 def source(name: str, data: dict[str, Any]) -> str:
     return f"Source: `experiments/results/{name}`, {version_of(data)}."
-
-
-def groups(
-    runs: list[dict[str, Any]], key: Callable[[dict[str, Any]], str]
-) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
-    for r in runs:
-        out.setdefault(key(r), []).append(r)
-    return {k: sorted(v, key=lambda r: r["seed"]) for k, v in out.items()}
-
-
-def run_label(r: dict[str, Any]) -> str:
-    overrides = r.get("overrides") or {}
-    if not overrides:
-        return r["algo"]
-    return f"{r['algo']} {json.dumps(overrides, sort_keys=True, separators=(',', ':'))}"
 
 
 # ----------------------------------------------------------------------------------------- sections
@@ -139,7 +126,7 @@ def section_agents() -> list[str]:
     if data is None:
         return []
     cfg = data.get("config") or data["args"]
-    by = groups(data["runs"], run_label)
+    by = {label: rs for (_env, label), rs in group_runs(data["runs"]).items()}
     lines = [
         f"**Agents vs stable-baselines3** (`experiments/bench_agents.py`, CartPole-v1, {cfg['steps']} "
         f"steps, evaluation every {cfg['eval_every']} steps on {cfg['eval_episodes']} episodes; mean ± SD "
@@ -149,12 +136,10 @@ def section_agents() -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for label, rs in by.items():
-        firsts = [r["first_step_at_500"] for r in rs if r["first_step_at_500"] is not None]
-        reached = f"{len(firsts)}/{len(rs)}" + (f" ({int(np.median(firsts))})" if firsts else "")
         shifted = [r["shifted_return"] for r in rs if r["shifted_return"] is not None]
         lines.append(
             f"| {label} | {len(rs)} | {sd(r['final_return'] for r in rs)} | "
-            f"{sd(r['best_return'] for r in rs)} | {sd(shifted) if shifted else '-'} | {reached} | "
+            f"{sd(r['best_return'] for r in rs)} | {sd(shifted) if shifted else '-'} | {reached_500(rs)} | "
             f"{sd((r['train_seconds'] for r in rs), 0)} |"
         )
     lines += [
@@ -177,7 +162,7 @@ def _mpc_block(name: str, title: str) -> list[str]:
     if data is None:
         return []
     cfg = data.get("config") or data["args"]
-    by = groups(data["runs"], run_label)
+    by = {label: rs for (_env, label), rs in group_runs(data["runs"]).items()}
     lines = [
         f"{title} ({cfg['seeds']} seeds, {cfg['steps']} steps, {cfg['eval_episodes']} evaluation episodes; "
         "mean ± SD over seeds):",
