@@ -1,19 +1,27 @@
 """The ``riskrl`` command line: train, evaluate, sweep, bench, plot, demo.
 
 Every subcommand writes its results (JSON + markdown + PNG) into a run directory and prints where.
-Bad arguments exit with status 2 and a one-line message, never a traceback.
+User errors (bad arguments, values, files or checkpoints) exit with status 2 and one line; internal
+errors exit with status 1 and one line that points to ``--debug`` (or ``RISKRL_DEBUG=1``), which
+shows the traceback. No path prints a traceback by default. Ctrl-C and SIGTERM exit with 130 / 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import math
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from riskrl._version import __version__
+from riskrl.checkpoint import CheckpointError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,6 +33,24 @@ class _Parser(argparse.ArgumentParser):
 
 class UsageError(Exception):
     """A user mistake detected after parsing; reported as one line with exit status 2."""
+
+
+#: errors about the user's files, reported as user errors (exit 2)
+_FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def _user(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` on user input: its ValueError / TypeError is the user's mistake (exit 2).
+
+    Only the calls that validate what the user typed (names, ids, hyperparameters, devices,
+    checkpoints) go through here; a ValueError anywhere else is an internal error (exit 1).
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise UsageError(str(err)) from err
 
 
 # --------------------------------------------------------------------------- argument parsing helpers
@@ -60,8 +86,6 @@ def _positive_int(text: str) -> int:
 
 
 def _finite_float(text: str) -> float:
-    import math
-
     try:
         value = float(text)
     except ValueError:
@@ -72,22 +96,119 @@ def _finite_float(text: str) -> float:
 
 
 def _parse_value(text: str) -> Any:
-    """``--set`` values: JSON when it parses (numbers, true/false, lists), else the plain string."""
+    """``--set`` values: JSON when it parses (numbers, true/false, lists), a comma-separated list
+    (``64,64`` is ``[64, 64]``), else the plain string."""
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+    except (json.JSONDecodeError, RecursionError):
+        pass
+    if "," in text:
+        return [_parse_value(part.strip()) for part in text.split(",") if part.strip()]
+    return text
 
 
-def _key_values(items: Sequence[str] | None) -> dict[str, Any]:
+def _key_values(items: Sequence[str] | None, option: str = "--set") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items or []:
         key, eq, value = item.partition("=")
         if not eq or not key.strip():
-            raise UsageError(f"expected KEY=VALUE, got {item!r}")
-        value = _parse_value(value)
-        out[key.strip()] = tuple(value) if isinstance(value, list) else value
+            raise UsageError(f"{option}: expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = _parse_value(value.strip())
     return out
+
+
+def _hyperparameters(items: Sequence[str] | None, cls: type) -> dict[str, Any]:
+    """``--set`` pairs checked against ``cls``'s config fields: each error names the key and syntax."""
+    values = _key_values(items)
+    fields = {f.name: f for f in dataclasses.fields(cls.config_class)}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise UsageError(
+                f"--set {key}: unknown hyperparameter for {cls.__name__}; valid: {sorted(fields)}"
+            )
+        f = fields[key]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        raw = next(
+            i.partition("=")[2] for i in reversed(list(items or [])) if i.partition("=")[0].strip() == key
+        )
+        if isinstance(default, (tuple, list)):
+            value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+            if (
+                not isinstance(value, list)
+                or not value
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            ):
+                raise UsageError(
+                    f"--set {key}={raw}: expected a list of integers, e.g. --set {key}=64,64 or {key}=[64,64]"
+                )
+            value = tuple(value) if isinstance(default, tuple) else list(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise UsageError(f"--set {key}={raw}: expected true or false")
+        elif isinstance(default, int):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise UsageError(f"--set {key}={raw}: expected an integer, e.g. --set {key}={default}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise UsageError(f"--set {key}={raw}: expected a finite number, e.g. --set {key}={default}")
+        elif isinstance(default, str) and not isinstance(value, str):
+            raise UsageError(f"--set {key}={raw}: expected a name, e.g. --set {key}={default}")
+        out[key] = value
+    return out
+
+
+def _perturbations(items: Sequence[str] | None, env_id: str) -> dict[str, float]:
+    """``--perturb PARAM=VALUE`` pairs: known parameters of ``env_id`` with finite, physical values."""
+    from riskrl.envs import ENV_IDS
+    from riskrl.envs.base import NOISE_PARAMS, check_physical
+
+    out: dict[str, float] = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise UsageError(f"--perturb: expected PARAM=VALUE, got {item!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"--perturb {key}: expected a number, got {text!r}") from None
+        cls = ENV_IDS.get(env_id.removeprefix("riskrl/"))
+        if cls is None:
+            raise UsageError(
+                f"--perturb: {env_id} is not a riskrl batched env; it has no physical parameters"
+            )
+        valid = (*cls.param_defaults, *NOISE_PARAMS)
+        if key not in valid:
+            raise UsageError(f"--perturb {key}: unknown parameter of {env_id}; valid: {', '.join(valid)}")
+        try:
+            check_physical(key, value)
+        except ValueError as err:
+            raise UsageError(f"--perturb {err}") from None
+        out[key] = value
+    return out
+
+
+def _run_dir(text: str | None, default: str) -> Path:
+    """A run directory that can be created: not an existing file, no file among its parents."""
+    out = Path(text or default)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            what = "--out" if p == out else f"--out {out}: its parent"
+            raise UsageError(f"{what} {p} is an existing file, not a directory")
+    return out
+
+
+@contextlib.contextmanager
+def _removed_if_empty(path: Path) -> Any:
+    """Remove ``path`` again if the block fails and leaves it an empty directory it created."""
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise
 
 
 def _perturbation(text: str):
@@ -111,20 +232,18 @@ def _done(paths: dict[str, Path] | list[Path], what: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from riskrl.agents import agent_class
-    from riskrl.checkpoint import atomic_write_bytes
+    from riskrl.atomic import atomic_write_bytes
     from riskrl.plotting import plot_training_curve
 
-    cls = agent_class(args.agent)
-    out = Path(args.out or f"runs/train-{args.agent}-{args.env}-seed{args.seed}")
-    agent = cls(
-        args.env,
-        risk_tolerance=args.risk_tolerance,
-        seed=args.seed,
-        device=args.device,
-        **_key_values(args.set),
-    )
-    agent.learn(args.steps, progress_bar=not args.quiet, log_dir=out)
-    model_path = agent.save(out / "model.riskrl")
+    cls = _user(agent_class, args.agent)
+    hyper = _hyperparameters(args.set, cls)
+    out = _run_dir(args.out, f"runs/train-{args.agent}-{args.env}-seed{args.seed}")
+    with _removed_if_empty(out):
+        agent = _user(
+            cls, args.env, risk_tolerance=args.risk_tolerance, seed=args.seed, device=args.device, **hyper
+        )
+        agent.learn(args.steps, progress_bar=not args.quiet, log_dir=out)
+        model_path = agent.save(out / "model.riskrl")
     summary = {
         "agent": args.agent,
         "env": args.env,
@@ -140,15 +259,55 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _space_str(space: Any) -> str:
+    n = getattr(space, "n", None)
+    if n is not None:
+        return f"Discrete({int(n)})"
+    return f"{type(space).__name__}{tuple(getattr(space, 'shape', ()) or ())}"
+
+
+def _evaluation_dir(args: argparse.Namespace) -> Path:
+    """Where evaluation results go: never over an earlier evaluation unless ``--overwrite``."""
+    if args.out:
+        out = _run_dir(args.out, "")
+        if (out / "evaluation.json").exists() and not args.overwrite:
+            raise UsageError(f"--out {out} already holds an evaluation; pass --overwrite or another --out")
+        return out
+    base = Path(args.model).parent / "evaluation"
+    out, n = base, 1
+    while (out / "evaluation.json").exists() and not args.overwrite:
+        n += 1
+        out = base.with_name(f"evaluation-{n}")
+    return _run_dir(str(out), "")
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from riskrl.agents import load_agent
-    from riskrl.checkpoint import atomic_write_bytes
+    from riskrl.agents.base import space_to_json
+    from riskrl.atomic import atomic_write_bytes
+    from riskrl.envs import make_vec
     from riskrl.evaluation import evaluate
 
-    agent = load_agent(args.model, device=args.device)
+    agent = _user(load_agent, args.model, device=args.device)
     env_id = args.env or agent.env_id
-    out = Path(args.out or Path(args.model).parent / "evaluation")
-    perturb = _key_values(args.perturb)
+    if not env_id:
+        raise UsageError(f"{args.model} records no env id; pass --env")
+    probe = _user(make_vec, env_id, num_envs=1)
+    for what, model_space, env_space in (
+        ("observation", agent.observation_space, probe.single_observation_space),
+        ("action", agent.action_space, probe.single_action_space),
+    ):
+        try:
+            same = space_to_json(env_space) == space_to_json(model_space)
+        except ValueError:
+            same = False
+        if not same:
+            raise UsageError(
+                f"model and env spaces differ: {args.model} was trained with {what} space "
+                f"{_space_str(model_space)}, {env_id} has {_space_str(env_space)}"
+            )
+    perturb = _perturbations(args.perturb, env_id)
+    out = _evaluation_dir(args)
     tolerances = args.risk_tolerance or [agent.risk_tolerance]
     results = {}
     lines = [
@@ -161,7 +320,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ]
     for k in tolerances:
         agent.risk_tolerance = k
-        res = evaluate(
+        res = _user(
+            evaluate,
             agent,
             env_id,
             n_episodes=args.episodes,
@@ -189,6 +349,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from riskrl.agents import agent_class
     from riskrl.sweep import Perturbation, SweepConfig, sweep
 
     perts = [Perturbation(), *(args.perturb or [])]
@@ -200,19 +361,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         perturbations=perts,
         total_timesteps=args.steps,
         n_eval_episodes=args.episodes,
-        agent_kwargs=_key_values(args.set),
+        agent_kwargs=_hyperparameters(args.set, _user(agent_class, args.agent)),
         device=args.device,
     )
-    out = Path(args.out or f"runs/sweep-{args.agent}-{args.env}")
-    result = sweep(
-        config,
-        backend=args.backend,
-        workers=args.workers,
-        address=args.address,
-        out_dir=out,
-        save_checkpoints=True,
-        progress_bar=not args.quiet,
-    )
+    _user(config.validate)
+    out = _run_dir(args.out, f"runs/sweep-{args.agent}-{args.env}")
+    try:
+        result = sweep(
+            config,
+            backend=args.backend,
+            workers=args.workers,
+            address=args.address,
+            out_dir=out,
+            save_checkpoints=True,
+            progress_bar=not args.quiet,
+            connect_timeout=args.ray_timeout,
+        )
+    except ConnectionError as err:
+        raise UsageError(str(err)) from None
     print(result.to_markdown())
     _done(
         {k: out / f"sweep.{e}" for k, e in (("json", "json"), ("md", "md"), ("png", "png"))}, "sweep results"
@@ -223,7 +389,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from riskrl.benchmark import BenchConfig, bench
 
-    cfg = BenchConfig(
+    cfg = _user(
+        BenchConfig,
         env_id=args.env,
         algos=args.algos.split(","),
         seeds=args.seeds,
@@ -234,7 +401,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         shift=args.shift,
         risk_tolerance=args.risk_tolerance,
     )
-    out = Path(args.out or f"runs/bench-{args.env}")
+    _user(cfg.validate)
+    out = _run_dir(args.out, f"runs/bench-{args.env}")
     result = bench(cfg, workers=args.workers, out_dir=out, progress_bar=not args.quiet)
     print(result.to_markdown())
     _done(
@@ -252,7 +420,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise UsageError(f"{run} is not a directory")
     made = []
     for js in sorted(run.glob("*.json")):
-        data = json.loads(js.read_text())
+        try:
+            data = json.loads(js.read_text())
+        except (ValueError, RecursionError) as err:
+            raise UsageError(f"{js} is not valid JSON ({str(err)[:100]})") from None
         if isinstance(data, dict) and "aggregate" in data and "rows" in data:
             made.append(plot_sweep(data, path=js.with_suffix(".png")))
         elif isinstance(data, dict) and "runs" in data and "summary" in data:
@@ -284,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"riskrl {__version__}")
     parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of errors (or set RISKRL_DEBUG=1)"
+    )
+    parser.add_argument(
         "--threads",
         type=_positive_int,
         default=1,
@@ -292,9 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    def debug(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
+        debug(p)
 
     p = sub.add_parser("train", help="train an agent and save it (no pickle)")
     p.add_argument("--env", default="CartPole-v1", help="gymnasium id (default: CartPole-v1)")
@@ -320,7 +498,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--risk-tolerance", type=_finite_float, action="append", help="repeat to compare several")
     p.add_argument("--perturb", action="append", metavar="PARAM=VALUE", help="physical parameter change")
     p.add_argument("--alpha", type=_finite_float, default=0.1, help="CVaR tail fraction (default: 0.1)")
-    p.add_argument("--out", help="output directory (default: next to the model)")
+    p.add_argument(
+        "--out", help="output directory (default: evaluation/ next to the model, or evaluation-2/, ...)"
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier evaluation in the output directory"
+    )
     common(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -342,6 +525,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--backend", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address (ray backend; default: start a local one)")
+    p.add_argument(
+        "--ray-timeout",
+        type=_finite_float,
+        default=30.0,
+        help="seconds to wait for the Ray cluster at --address to answer (default: 30)",
+    )
     p.add_argument("--workers", type=_positive_int, default=1, help="local processes (default: 1)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="agent hyperparameter (repeatable)")
     p.add_argument("--out", help="run directory (default: runs/sweep-AGENT-ENV)")
@@ -365,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="(re)draw the plots of a run directory")
     p.add_argument("run_dir")
+    debug(p)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="the main job: train, sweep risk_tolerance, compare with SB3, report")
@@ -372,17 +562,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
     p.add_argument("--workers", type=_positive_int, default=2)
     p.add_argument("--quiet", action="store_true")
+    debug(p)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:500] if text else type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``riskrl`` console script; returns the exit status."""
+    """Entry point of the ``riskrl`` console script; returns the exit status.
+
+    0: success; 2: a user error (one line); 1: an internal error (one line pointing to ``--debug``
+    or ``RISKRL_DEBUG=1`` for the traceback); 130 / 143: interrupted by Ctrl-C / SIGTERM.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 0
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("RISKRL_DEBUG", "") not in ("", "0")
     if getattr(args, "shift", "unset") is None:
         from riskrl.sweep import Perturbation
 
@@ -390,15 +591,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    terminated = False
+    previous = None
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        nonlocal terminated
+        terminated = True
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (main() called from a thread): keep the default
+        previous = None
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, KeyError, RuntimeError, OSError) as err:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"riskrl {args.command}: error: {message}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
-        print(f"riskrl {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"riskrl {args.command}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
+    except (UsageError, CheckpointError, *_FILE_ERRORS) as err:
+        if debug:
+            raise
+        print(f"riskrl {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # every other error (MemoryError included) is ours: one line, exit 1
+        if debug:
+            raise
+        print(
+            f"riskrl {args.command}: internal error: {type(err).__name__}: {_one_line(err)} "
+            "(rerun with --debug or RISKRL_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
+
+from riskrl.devices import resolve_device
+from riskrl.envs import ENV_IDS
+from riskrl.envs.base import NOISE_PARAMS, check_physical
+from riskrl.risk import validate_risk_tolerance
 
 __all__ = ["Perturbation", "SweepConfig", "SweepResult", "evaluate_grid", "run_sweep_job", "sweep"]
 
@@ -71,23 +81,103 @@ class SweepConfig:
     device: str = "cpu"
 
     def validate(self) -> None:
-        """Raise ValueError naming the first problem with this configuration."""
-        from riskrl.risk import validate_risk_tolerance
+        """Raise ValueError naming the first problem with this configuration.
 
+        Everything is checked before any training starts: the env id resolves; the agent class
+        exists and ``agent_kwargs`` build its config; seeds are distinct non-negative integers;
+        episode and step counts are positive integers within limits; ``risk_tolerances``, ``alpha``
+        and ``failure_threshold`` are finite; the device exists; and every perturbation names
+        parameters of the env with finite, physically valid values.
+        """
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(f"env_id must be a gymnasium id, got {self.env_id!r}")
+        env_cls = _env_class(self.env_id)
+        cls = _agent_class(self.agent)
         if not self.risk_tolerances:
             raise ValueError("risk_tolerances must not be empty")
+        if len(self.risk_tolerances) > 1000:
+            raise ValueError(f"at most 1000 risk_tolerances, got {len(self.risk_tolerances)}")
         for k in self.risk_tolerances:
             validate_risk_tolerance(k)
         if not self.seeds:
             raise ValueError("seeds must not be empty")
+        if len(self.seeds) > 10_000:
+            raise ValueError(f"at most 10000 seeds, got {len(self.seeds)}")
+        for s in self.seeds:
+            _check_int("seed", s, 0, 2**63 - 1)
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"seeds must be distinct, got {list(self.seeds)}")
-        if int(self.total_timesteps) < 1 or int(self.n_eval_episodes) < 1:
-            raise ValueError("total_timesteps and n_eval_episodes must be >= 1")
+        _check_int("total_timesteps", self.total_timesteps, 1, 10**10)
+        _check_int("n_eval_episodes", self.n_eval_episodes, 1, 10_000_000)
+        _check_int("eval_seed", self.eval_seed, 0, 2**63 - 1)
+        if (
+            isinstance(self.alpha, bool)
+            or not isinstance(self.alpha, (int, float))
+            or not 0 < self.alpha <= 1
+        ):
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha!r}")
+        if self.failure_threshold is not None and (
+            isinstance(self.failure_threshold, bool)
+            or not isinstance(self.failure_threshold, (int, float))
+            or not math.isfinite(self.failure_threshold)
+        ):
+            raise ValueError(
+                f"failure_threshold must be a finite number or None, got {self.failure_threshold!r}"
+            )
+        resolve_device(self.device)
+        if not isinstance(self.agent_kwargs, dict) or not all(isinstance(k, str) for k in self.agent_kwargs):
+            raise ValueError("agent_kwargs must be a dict of hyperparameter names to values")
+        names = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(self.agent_kwargs) - names)
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for {self.agent}; valid: {sorted(names)}")
+        try:
+            cls.config_class(**self.agent_kwargs)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"agent_kwargs: {err}") from None
         names = [p.name for p in self.perturbations]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"perturbations need distinct names, got {names}")
-        _agent_class(self.agent)
+        for pert in self.perturbations:
+            if not isinstance(pert, Perturbation):
+                raise ValueError(f"perturbations must be Perturbation objects, got {pert!r}")
+            _check_perturbation(pert, env_cls, self.env_id)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+def _env_class(env_id: str) -> type | None:
+    """The riskrl batched env class of ``env_id`` (None for other registered gymnasium ids)."""
+    name = env_id.removeprefix("riskrl/")
+    if name in ENV_IDS:
+        return ENV_IDS[name]
+    try:
+        gymnasium.spec(env_id)
+    except gymnasium.error.Error as err:
+        raise ValueError(f"unknown env id {env_id!r}: {err}") from None
+    return None
+
+
+def _check_perturbation(pert: Perturbation, env_cls: type | None, env_id: str) -> None:
+    if not pert.params:
+        return
+    if env_cls is None:
+        raise ValueError(
+            f"perturbation {pert.name!r}: {env_id} is not a riskrl batched env and cannot be perturbed"
+        )
+    valid = (*env_cls.param_defaults, *NOISE_PARAMS)
+    for key, value in pert.params.items():
+        if key not in valid:
+            raise ValueError(
+                f"perturbation {pert.name!r}: unknown parameter {key!r} for {env_id}; valid: {list(valid)}"
+            )
+        try:
+            check_physical(key, value)
+        except ValueError as err:
+            raise ValueError(f"perturbation {pert.name!r}: {err}") from None
 
 
 @contextlib.contextmanager
@@ -241,7 +331,7 @@ class SweepResult:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
-        from riskrl.checkpoint import atomic_write_bytes
+        from riskrl.atomic import atomic_write_bytes
         from riskrl.plotting import plot_sweep
 
         out = Path(out_dir)
@@ -265,20 +355,89 @@ def _run_local(
             it = tqdm(seeds, desc="sweep (seeds)")
         return [run_sweep_job(config, s, checkpoint_dir) for s in it]
     ctx = get_context("spawn")  # fork + torch threads is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(run_sweep_job, config, s, checkpoint_dir) for s in seeds]
+    pool = ctx.Pool(processes=min(workers, len(seeds)))
+    try:
+        pending = [pool.apply_async(run_sweep_job, (config, s, checkpoint_dir)) for s in seeds]
+        bar = None
         if progress:
-            from concurrent.futures import as_completed
-
             from tqdm.auto import tqdm
 
-            for _ in tqdm(as_completed(futures), total=len(futures), desc="sweep (seeds)"):
+            bar = tqdm(total=len(pending), desc="sweep (seeds)")
+        results = []
+        for job in pending:
+            while not job.ready():  # short waits: Ctrl-C / SIGTERM are handled between them
+                job.wait(0.5)
+            results.append(job.get())
+            if bar is not None:
+                bar.update(1)
+        if bar is not None:
+            bar.close()
+        pool.close()
+        pool.join()
+        return results
+    except BaseException:
+        pool.terminate()  # Ctrl-C, SIGTERM or a failed job: stop every worker now
+        pool.join()
+        raise
+
+
+#: seconds to wait for a Ray cluster to answer before giving up
+RAY_CONNECT_TIMEOUT = 30.0
+
+
+def _ray_host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address (None for ``"auto"``)."""
+    text = address.removeprefix("ray://")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
+    """Raise ConnectionError unless a Ray cluster answers at ``address`` within ``timeout`` seconds.
+
+    A TCP connection to ``host:port`` is tried first (refused or unroutable addresses fail at once
+    or after ``timeout``); then ``ray.init`` joins and leaves the cluster in a child process that
+    is killed after the remaining time (Ray's own client retries for ever).
+    """
+    start = time.monotonic()
+    hp = _ray_host_port(address)
+    if hp is not None:
+        try:
+            with socket.create_connection(hp, timeout=timeout):
                 pass
-        return [f.result() for f in futures]
+        except OSError as err:
+            raise ConnectionError(
+                f"cannot reach a Ray cluster at {address!r}: {err.strerror or err}"
+            ) from None
+    remaining = max(1.0, timeout - (time.monotonic() - start))
+    probe = (
+        "import ray, sys; ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, "
+        "configure_logging=False); ray.shutdown()"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, address],
+            capture_output=True,
+            text=True,
+            timeout=remaining,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ConnectionError(f"no Ray cluster answered at {address!r} within {timeout:g} s") from None
+    if done.returncode != 0:
+        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
+        raise ConnectionError(
+            f"cannot join the Ray cluster at {address!r}: {lines[-1] if lines else 'ray.init failed'}"
+        )
 
 
 def _run_ray(
-    config: SweepConfig, address: str | None, checkpoint_dir: str | None, progress: bool
+    config: SweepConfig,
+    address: str | None,
+    checkpoint_dir: str | None,
+    progress: bool,
 ) -> list[list[dict]]:
     try:
         import ray
@@ -288,21 +447,51 @@ def _run_ray(
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         started_here = True
+    refs: list[Any] = []
     try:
         remote_job = ray.remote(num_cpus=1)(run_sweep_job)
         refs = [remote_job.remote(config, int(s), checkpoint_dir) for s in config.seeds]
+        bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            pending = list(refs)
-            with tqdm(total=len(refs), desc="sweep (ray tasks)") as bar:
-                while pending:
-                    done, pending = ray.wait(pending, num_returns=1)
-                    bar.update(len(done))
+            bar = tqdm(total=len(refs), desc="sweep (ray tasks)")
+        pending = list(refs)
+        while pending:  # short waits: Ctrl-C / SIGTERM are handled between them
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+            if bar is not None:
+                bar.update(len(done))
+        if bar is not None:
+            bar.close()
         return ray.get(refs)
+    except BaseException:
+        for ref in refs:
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=True)
+        raise
     finally:
         if started_here:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while the block runs (main thread only), so a sweep
+    stops its workers and Ray tasks on ``kill`` as on Ctrl-C."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def sweep(
@@ -314,6 +503,7 @@ def sweep(
     out_dir: str | Path | None = None,
     save_checkpoints: bool = False,
     progress_bar: bool = False,
+    connect_timeout: float = RAY_CONNECT_TIMEOUT,
     **overrides: Any,
 ) -> SweepResult:
     """Run a risk_tolerance x seed x perturbation sweep and return a :class:`SweepResult`.
@@ -322,6 +512,9 @@ def sweep(
     ``backend="ray"`` runs each job as a Ray task, joining ``address`` (e.g. ``"auto"`` or
     ``"ray://host:10001"``) or starting a local Ray instance when it is ``None``. Keyword
     ``overrides`` set :class:`SweepConfig` fields. With ``out_dir`` the results are saved there.
+    Everything is validated before any training starts; a Ray cluster that does not answer within
+    ``connect_timeout`` seconds is a ConnectionError; Ctrl-C and SIGTERM stop every job (local worker
+    processes are terminated, Ray tasks cancelled) and raise KeyboardInterrupt.
     """
     config = dataclasses.replace(config or SweepConfig(), **overrides)
     config.perturbations = tuple(
@@ -332,6 +525,11 @@ def sweep(
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if int(workers) < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    if not (isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf):
+        raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
+    ray_module = sys.modules.get("ray")
+    if backend == "ray" and address is not None and not (ray_module and ray_module.is_initialized()):
+        check_ray_address(address, float(connect_timeout))  # before anything is created or trained
     ckpt = None
     if save_checkpoints:
         if out_dir is None:
@@ -339,10 +537,11 @@ def sweep(
         ckpt = str(Path(out_dir) / "checkpoints")
         Path(ckpt).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    if backend == "local":
-        per_seed = _run_local(config, int(workers), ckpt, progress_bar)
-    else:
-        per_seed = _run_ray(config, address, ckpt, progress_bar)
+    with sigterm_as_interrupt():
+        if backend == "local":
+            per_seed = _run_local(config, int(workers), ckpt, progress_bar)
+        else:
+            per_seed = _run_ray(config, address, ckpt, progress_bar)
     result = SweepResult(
         config=config,
         rows=[row for rows in per_seed for row in rows],
