@@ -34,8 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from riskrl.bayes import FAMILIES, BayesMLP
+from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.risk import lcb, validate_risk_tolerance
 
+from . import schema
 from .base import Agent, finite_float
 from .buffers import ReplayBuffer
 from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
@@ -62,7 +64,10 @@ class BayesDQNConfig:
     random actions before training, ``batch_size``, ``gamma``, ``n_step`` (n-step TD targets built from the replay buffer's episode
     links; ``1`` = one-step DQN), ``train_freq`` (vectorised env steps
     between training rounds), ``gradient_steps`` per round, ``tau`` and ``target_update_interval``
-    (gradient steps) for the target nets, ``double_q``, ``loss`` (``"huber"`` or ``"mse"``),
+    (gradient steps) for the target nets, ``utd_ratio`` (update-to-data ratio: gradient steps per
+    env step summed over the envs; when set it replaces ``train_freq``/``gradient_steps`` and the
+    agent runs the steps due after every vectorised step, so ``num_envs=8, utd_ratio=0.25`` trains
+    twice per vector step), ``double_q``, ``loss`` (``"huber"`` or ``"mse"``),
     ``max_grad_norm`` (``0`` disables clipping), ``bootstrap_p`` (each member sees each sampled
     transition with this probability; ``1`` = shared batches).
 
@@ -92,6 +97,7 @@ class BayesDQNConfig:
     n_step: int = 1
     train_freq: int = 1
     gradient_steps: int = 1
+    utd_ratio: float | None = None
     tau: float = 0.01
     target_update_interval: int = 1
     double_q: bool = True
@@ -136,6 +142,10 @@ class BayesDQNConfig:
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
             setattr(self, name, int(value))
+        if self.utd_ratio is not None:
+            self.utd_ratio = finite_float("utd_ratio", self.utd_ratio)
+            if self.utd_ratio <= 0:
+                raise ValueError(f"utd_ratio must be > 0 (or None), got {self.utd_ratio}")
         for name in ("prior_scale", "kl_weight", "learning_rate", "max_grad_norm"):
             setattr(self, name, finite_float(name, getattr(self, name)))
         if self.learning_rate <= 0:
@@ -210,6 +220,7 @@ class BayesDQN(Agent):
         self._same_step = uses_same_step_autoreset(self.env)
         self._n_calls = 0
         self._n_updates = 0
+        self._grad_credit = 0.0  # utd_ratio: gradient steps due but not yet run (fractional)
 
     # ------------------------------------------------------------------ posterior helpers
 
@@ -303,14 +314,25 @@ class BayesDQN(Agent):
         add_valid(self.buffer.add, ~self._skip, obs, actions, reward, real_next, terminated, done)
         if not self._same_step:
             self._skip = done.clone()
-        if bool(done.any()) and cfg.thompson_resample == "episode":
-            self._resample(done)
+        if cfg.thompson_resample == "episode":
+            self._resample(done)  # masked, so no host sync to ask whether any episode ended
         self._n_calls += 1
-        steps = self.num_timesteps + int(self.env.num_envs)
-        if steps >= cfg.learning_starts and self._n_calls % cfg.train_freq == 0 and len(self.buffer) > 0:
-            for _ in range(cfg.gradient_steps):
-                self._train_step()
+        for _ in range(self._gradient_steps_due()):
+            self._train_step()
         return next_obs, info
+
+    def _gradient_steps_due(self) -> int:
+        """Gradient steps to run after this vectorised step (``train_freq``/``gradient_steps`` or ``utd_ratio``)."""
+        cfg = self.config
+        n_env = int(self.env.num_envs)
+        if self.num_timesteps + n_env < cfg.learning_starts or len(self.buffer) == 0:
+            return 0
+        if cfg.utd_ratio is None:
+            return cfg.gradient_steps if self._n_calls % cfg.train_freq == 0 else 0
+        self._grad_credit += cfg.utd_ratio * n_env
+        due = int(self._grad_credit)
+        self._grad_credit -= due
+        return due
 
     def _train_step(self) -> None:
         cfg = self.config
@@ -380,6 +402,7 @@ class BayesDQN(Agent):
             "skip": self._skip,
             "n_calls": self._n_calls,
             "n_updates": self._n_updates,
+            "grad_credit": self._grad_credit,
         }
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
@@ -393,3 +416,70 @@ class BayesDQN(Agent):
         # else: resumed on an env with another num_envs; keep the fresh per-env state from _setup.
         self._n_calls = int(state["n_calls"])
         self._n_updates = int(state["n_updates"])
+        self._grad_credit = float(state.get("grad_credit", 0.0))
+
+    # ------------------------------------------------------------------ checkpoint schema (Agent.load)
+
+    @classmethod
+    def _checkpoint_limits(cls) -> dict[str, tuple[float, float]]:
+        """Documented limits of config fields in a checkpoint (beyond ``schema.CONFIG_LIMITS``)."""
+        return {
+            "learning_starts": (0, 10**9),
+            "n_step": (1, 1000),
+            "train_freq": (1, 10**6),
+            "gradient_steps": (0, 10_000),
+            "target_update_interval": (1, 10**7),
+            "epsilon_decay_steps": (0, 10**10),
+        }
+
+    @classmethod
+    def _checkpoint_spec(
+        cls, config: BayesDQNConfig, obs_dim: int, action_space: dict[str, Any], num_envs: int
+    ) -> tuple[Any, Any, int]:
+        """Specs of the policy and training state for ``config``; call under ``torch.device("meta")``."""
+        n_actions = int(action_space["n"])
+        q = BayesMLP(
+            obs_dim,
+            n_actions,
+            hidden=config.hidden,
+            family=config.family,
+            activation=config.activation,
+            learn_noise=False,
+            n_members=config.n_members,
+            prior_scale=config.prior_scale if config.family == "ensemble" else 0.0,
+            dropout=config.dropout,
+        )
+        params = list(q.parameters())
+        net = schema.module_spec(q)
+        cap = config.buffer_size
+        training = {
+            "target_net": net,
+            "optimizer": schema.adam_spec(params, torch.optim.Adam(params, lr=config.learning_rate)),
+            "buffer": schema.buffer_spec(cap, obs_dim, (), torch.int64, linked=True),
+            "thompson_idx": TensorSpec((torch.int64,), (num_envs,)),
+            "pool_seed": JsonSpec("int_str", -(2**63), 2**64),
+            "skip": TensorSpec((torch.bool,), (num_envs,)),
+            "n_calls": JsonSpec("int", 0, 2**62),
+            "n_updates": JsonSpec("int", 0, 2**62),
+            "grad_credit": Opt(JsonSpec("float", 0.0, 1e9)),
+        }
+        row = 4 * (2 * obs_dim + 2) + 8 * 3
+        construct = 4 * schema.module_bytes(q) + cap * row + 64 * num_envs
+        return {"q_net": net}, training, construct
+
+    @classmethod
+    def _check_checkpoint_state(
+        cls, config: BayesDQNConfig, meta: dict[str, Any], state: dict[str, Any]
+    ) -> None:
+        """Buffer positions and links, stored actions and Thompson indices are in range."""
+        training = state.get("training")
+        if training is None:
+            return
+        n_actions = int(meta["action_space"]["n"])
+        schema.check_buffer_values(
+            training["buffer"], "state.training.buffer", config.buffer_size, (0, n_actions)
+        )
+        n_particles = config.n_members if config.family == "ensemble" else config.n_particles
+        idx = training["thompson_idx"]
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_particles):
+            raise CheckpointError(f"state.training.thompson_idx must be in [0, {n_particles})")

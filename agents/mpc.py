@@ -30,14 +30,20 @@ import torch
 from torch import Tensor
 
 from riskrl.bayes import BayesMLP
+from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 
-from .base import Agent
+from . import schema
+from .base import Agent, restore_generator
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
 from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
 from .value import TerminalValue
 
 __all__ = ["BayesMPC", "BayesMPCConfig"]
+
+# Offset that derives the planning generator's seed from the agent's seed (a separate stream, so
+# evaluating during training does not change the training run).
+_PLAN_SEED_OFFSET = 7919
 
 
 @dataclass
@@ -245,7 +251,7 @@ class BayesMPC(Agent):
             )
         n_boot = cfg.n_members if cfg.model_family == "ensemble" else 1
         self.boot_weights = torch.ones(cfg.buffer_size, n_boot, device=self.device)
-        self.plan_rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919)
+        self.plan_rng = torch.Generator(device=self.device).manual_seed(self.seed + _PLAN_SEED_OFFSET)
         self.trained = False
         self.steps_since_train = 0
         self.model_updates = 0
@@ -412,7 +418,7 @@ class BayesMPC(Agent):
         valid = ~self._pending_reset  # NEXT_STEP: the step after a done only resets the env
         add_valid(self._add, valid, obs, action, reward, real_next, terminated, done)
         self._pending_reset = done.clone() if not self.same_step else torch.zeros_like(done)
-        if self._train_dist is not None and bool(done.any()):
+        if self._train_dist is not None:  # envs that ended restart from the uninformed plan (no host sync)
             fresh = self.planner.initial(n)
             self._train_dist = torch.where(done.view(-1, 1, 1), fresh, self._train_dist)
         self.steps_since_train += n
@@ -450,26 +456,29 @@ class BayesMPC(Agent):
         weights = self.boot_weights[:n] if self.boot_weights.shape[1] > 1 else None
         bs = min(cfg.batch_size, n)
         steps = 0
-        loss_value = float("nan")
+        last_epoch = torch.full((), float("nan"), device=self.device)
         self.model.train()
         for _ in range(cfg.train_epochs):
             perm = torch.randperm(n, generator=self.rng, device=self.device)
-            total, count = 0.0, 0
+            total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
+            count = 0
             for start in range(0, n, bs):
                 idx = perm[start : start + bs]
                 mw = weights[idx].t() if weights is not None else None
-                loss = self.model.loss(x[idx], y[idx], n, member_weights=mw)
+                # The agent's generator drives bbb/mc_dropout sampling: never torch's global RNG.
+                loss = self.model.loss(x[idx], y[idx], n, member_weights=mw, generator=self.rng)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                total += float(loss.detach()) * idx.numel()
+                total = total + loss.detach() * idx.numel()
                 count += idx.numel()
                 steps += 1
                 if steps >= cfg.max_grad_steps:
                     break
-            loss_value = total / max(count, 1)
+            last_epoch = total / max(count, 1)
             if steps >= cfg.max_grad_steps:
                 break
+        loss_value = float(last_epoch)
         self.model.eval()
         if self.value is not None:
             self.log_scalar("train/value_loss", self.value.fit(self.buffer, self.rng))
@@ -499,7 +508,7 @@ class BayesMPC(Agent):
                 raise ValueError("this checkpoint has no terminal value; load it with terminal_value=False")
             self.value.load_state_dict(state["value"])
         self.trained = bool(state["trained"])
-        self.plan_rng.set_state(state["plan_rng"].cpu())
+        restore_generator(self.plan_rng, state["plan_rng"], fallback_seed=self.seed + _PLAN_SEED_OFFSET)
         self._eval_dist = state["eval_dist"]
 
     def _training_state(self) -> dict[str, Any]:
@@ -522,3 +531,117 @@ class BayesMPC(Agent):
         self.model_updates = int(state["model_updates"])
         self._train_dist = state["train_dist"]
         self._pending_reset = state["pending_reset"]
+
+    # ------------------------------------------------------------------ checkpoint schema (Agent.load)
+
+    @classmethod
+    def _checkpoint_limits(cls) -> dict[str, tuple[float, float]]:
+        """Documented limits of config fields in a checkpoint (beyond ``schema.CONFIG_LIMITS``)."""
+        return {
+            "horizon": (1, 1000),
+            "population": (1, 100_000),
+            "n_elites": (1, 100_000),
+            "keep_elites": (0, 100_000),
+            "cem_iterations": (1, 100),
+            "train_epochs": (0, 100_000),
+            "max_grad_steps": (1, 10**7),
+            "learning_starts": (0, 10**9),
+            "train_freq": (1, 10**9),
+            "value_n_step": (1, 1000),
+            "value_steps": (1, 10**6),
+        }
+
+    @classmethod
+    def _checkpoint_spec(
+        cls, config: BayesMPCConfig, obs_dim: int, action_space: dict[str, Any], num_envs: int
+    ) -> tuple[Any, Any, int]:
+        """Specs of the policy and training state for ``config``; call under ``torch.device("meta")``."""
+        discrete = action_space["type"] == "Discrete"
+        act_features = int(action_space["n"]) if discrete else int(action_space["shape"][0])
+        model = BayesMLP(
+            obs_dim + act_features,
+            obs_dim,
+            hidden=tuple(config.hidden),
+            family=config.model_family,
+            heteroscedastic=config.heteroscedastic,
+            activation=config.activation,
+            n_members=config.n_members,
+        )
+        params = list(model.parameters())
+        optimizer = torch.optim.Adam(params, lr=config.model_lr, weight_decay=config.weight_decay)
+        value_spec: Any = None
+        value_bytes = 0
+        if config.terminal_value:
+            value = TerminalValue(
+                obs_dim,
+                hidden=tuple(config.hidden),
+                activation=config.activation,
+                n_members=config.n_members,
+                gamma=config.value_gamma,
+                n_step=config.value_n_step,
+                expectile=config.value_expectile,
+                steps=config.value_steps,
+                device="meta",
+            )
+            value_params = list(value.net.parameters())
+            value_spec = {
+                "net": schema.module_spec(value.net),
+                "target": schema.module_spec(value.target),
+                "optimizer": schema.adam_spec(value_params, value.optimizer),
+            }
+            value_bytes = 4 * schema.module_bytes(value.net)
+        h = config.horizon
+        policy = {
+            "model": schema.module_spec(model),
+            "value": value_spec,
+            "trained": JsonSpec("bool"),
+            "plan_rng": schema.rng_spec(),
+            "eval_dist": Opt(TensorSpec(schema.F32, ((1, 4096), h, act_features))),
+        }
+        cap = config.buffer_size
+        n_boot = config.n_members if config.model_family == "ensemble" else 1
+        action_shape = () if discrete else (act_features,)
+        training = {
+            "optimizer": schema.adam_spec(params, optimizer),
+            "buffer": schema.buffer_spec(
+                cap, obs_dim, action_shape, torch.int64 if discrete else torch.float32, linked=True
+            ),
+            "boot_weights": TensorSpec(schema.F32, ((0, cap), n_boot)),
+            "steps_since_train": JsonSpec("int", 0, 2**62),
+            "model_updates": JsonSpec("int", 0, 2**62),
+            "train_dist": Opt(TensorSpec(schema.F32, (num_envs, h, act_features))),
+            "pending_reset": Opt(TensorSpec((torch.bool,), (num_envs,))),
+        }
+        row = 4 * (2 * obs_dim + 2 + n_boot) + 8 * 2 + (8 if discrete else 4 * act_features)
+        width = max([obs_dim + act_features, *config.hidden])
+        planning = 4 * 4 * config.n_particles * config.population * width  # one rollout step, batch 1
+        construct = 3 * schema.module_bytes(model) + value_bytes + cap * row + planning
+        return policy, training, construct
+
+    @classmethod
+    def _check_checkpoint_state(
+        cls, config: BayesMPCConfig, meta: dict[str, Any], state: dict[str, Any]
+    ) -> None:
+        """Buffer positions, links and actions, planner distributions and RNG states are valid."""
+        schema.check_generator_state(state["policy"]["plan_rng"], "state.policy.plan_rng")
+        space = meta["action_space"]
+        for key, dist in (("state.policy.eval_dist", state["policy"]["eval_dist"]),):
+            if dist is not None and not bool(torch.isfinite(dist).all()):
+                raise CheckpointError(f"{key} holds NaN or inf")
+        training = state.get("training")
+        if training is None:
+            return
+        discrete = space["type"] == "Discrete"
+        start = int(space.get("start", 0))
+        action_range = (start, start + int(space["n"])) if discrete else None
+        schema.check_buffer_values(
+            training["buffer"], "state.training.buffer", config.buffer_size, action_range
+        )
+        n = int(training["buffer"]["size"])
+        if training["boot_weights"].shape[0] != n:
+            raise CheckpointError(
+                f"state.training.boot_weights has {training['boot_weights'].shape[0]} rows, size is {n}"
+            )
+        dist = training["train_dist"]
+        if dist is not None and not bool(torch.isfinite(dist).all()):
+            raise CheckpointError("state.training.train_dist holds NaN or inf")

@@ -103,7 +103,7 @@ class TerminalValue:
         self.net.x_scaler.fit(buffer.obs[:n])
         self.target.x_scaler.load_state_dict(self.net.x_scaler.state_dict())
         k = self.n_members
-        total = 0.0
+        total = torch.zeros((), device=buffer.device)  # summed on the device: no host sync per step
         for _ in range(self.steps):
             batch = buffer.sample_n_step(self.batch_size, self.n_step, self.gamma, generator=generator)
             with torch.no_grad():
@@ -118,8 +118,8 @@ class TerminalValue:
             with torch.no_grad():
                 for p_t, p in zip(self.target.parameters(), self.net.parameters()):
                     p_t.lerp_(p, self.tau)
-            total += float(loss.detach())
-        self.last_loss = total / self.steps
+            total = total + loss.detach()
+        self.last_loss = float(total) / self.steps
         return self.last_loss
 
     def state_dict(self) -> dict[str, Any]:

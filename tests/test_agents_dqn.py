@@ -232,3 +232,101 @@ def test_n_step_targets_follow_each_env_episode(autoreset: str) -> None:
     assert bool(batch["terminated"][short].any())
     open_ended = batch["obs"][short & (batch["terminated"] == 0)]
     assert 0 < open_ended.unique(dim=0).shape[0] <= 3 * (n - 1)
+
+
+# ---------------------------------------------------------------------------------- several envs, UTD
+
+
+@pytest.mark.parametrize("autoreset", ["SAME_STEP", "NEXT_STEP"])
+def test_several_envs_store_what_stepping_each_env_alone_gives(autoreset: str) -> None:
+    """The batched add (all envs at once, masks for NEXT_STEP reset steps, SAME_STEP final obs) stores
+    exactly the transitions a plain per-env loop over the same env steps builds, in step-major order."""
+    import gymnasium as gym
+
+    from riskrl.envs import make_vec
+
+    mode = getattr(gym.vector.AutoresetMode, autoreset)
+    n_env, n_vec_steps = 3, 70  # random-policy CartPole episodes last about 20 steps: many resets
+
+    venv = make_vec("CartPole-v1", num_envs=n_env, autoreset_mode=mode)
+    taken: list[torch.Tensor] = []
+    env_step = venv.step
+
+    def recording_step(actions: torch.Tensor) -> tuple:
+        taken.append(torch.as_tensor(actions).clone())
+        return env_step(actions)
+
+    venv.step = recording_step  # type: ignore[method-assign]
+    agent = BayesDQN(venv, seed=4, num_envs=n_env, learning_starts=10**6, hidden=(8,))
+    agent.learn(n_env * n_vec_steps)
+    assert len(taken) == n_vec_steps
+
+    # Reference: the same env and seed, the same actions, transitions built one env at a time.
+    ref = make_vec("CartPole-v1", num_envs=n_env, autoreset_mode=mode)
+    obs, _ = ref.reset(seed=4)
+    expected: list[tuple] = []
+    skip = [False] * n_env
+    for actions in taken:
+        next_obs, reward, terminated, truncated, info = ref.step(actions)
+        for i in range(n_env):
+            done = bool(terminated[i]) or bool(truncated[i])
+            if mode == gym.vector.AutoresetMode.NEXT_STEP:
+                if not skip[i]:
+                    expected.append(
+                        (obs[i], int(actions[i]), float(reward[i]), next_obs[i], float(terminated[i]))
+                    )
+                skip[i] = done
+            else:
+                nxt = info["final_obs"][i] if done else next_obs[i]
+                expected.append((obs[i], int(actions[i]), float(reward[i]), nxt, float(terminated[i])))
+        obs = next_obs
+    stored = agent.buffer.all()
+    assert len(agent.buffer) == len(expected) and len(expected) > n_vec_steps * n_env - 20
+    if mode == gym.vector.AutoresetMode.NEXT_STEP:
+        assert len(expected) < n_vec_steps * n_env  # some reset steps were left out
+    assert bool(stored["terminated"].any())
+    torch.testing.assert_close(stored["obs"], torch.stack([e[0] for e in expected]), rtol=0, atol=0)
+    assert stored["actions"].tolist() == [e[1] for e in expected]
+    assert stored["rewards"].tolist() == [e[2] for e in expected]
+    torch.testing.assert_close(stored["next_obs"], torch.stack([e[3] for e in expected]), rtol=0, atol=0)
+    assert stored["terminated"].tolist() == [e[4] for e in expected]
+
+
+@pytest.mark.parametrize("n_env, utd", [(1, 0.25), (4, 0.25), (4, 0.5), (3, 0.4), (2, 1.5)])
+def test_utd_ratio_sets_gradient_steps_per_env_step(n_env: int, utd: float) -> None:
+    learning_starts, total = 60, 160
+    agent = BayesDQN(
+        "CartPole-v1",
+        seed=0,
+        num_envs=n_env,
+        utd_ratio=utd,
+        learning_starts=learning_starts,
+        hidden=(8,),
+        batch_size=8,
+    )
+    agent.learn(total)
+    vec_steps = -(-total // n_env)
+    training_vec_steps = sum(1 for k in range(1, vec_steps + 1) if k * n_env >= learning_starts)
+    assert agent._n_updates == math.floor(utd * n_env * training_vec_steps + 1e-9) > 0
+
+
+def test_several_envs_with_utd_ratio_resume_bit_identically(tmp_path) -> None:
+    kw = dict(num_envs=4, utd_ratio=0.75, learning_starts=40, hidden=(16,), batch_size=16, n_step=2)
+    straight = BayesDQN("CartPole-v1", seed=7, **kw).learn(200)
+    first = BayesDQN("CartPole-v1", seed=7, **kw).learn(100)
+    path = first.save(tmp_path / "half.riskrl")
+    resumed = BayesDQN.load(path).learn_until(200)
+    assert resumed._n_updates == straight._n_updates > 0
+    for key, value in straight.q_net.state_dict().items():
+        torch.testing.assert_close(value, resumed.q_net.state_dict()[key], rtol=0, atol=0)
+    a, b = straight.buffer.all(), resumed.buffer.all()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    obs = torch.randn(6, OBS_DIM)
+    assert torch.equal(straight.predict(obs)[0], resumed.predict(obs)[0])
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_utd_ratio(bad: float) -> None:
+    with pytest.raises(ValueError, match="utd_ratio"):
+        BayesDQN("CartPole-v1", seed=0, utd_ratio=bad)

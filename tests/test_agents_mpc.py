@@ -360,3 +360,46 @@ def test_gymnasium_fallback_env_is_refused() -> None:
 
     with pytest.raises(ValueError, match="reward function"):
         BayesMPC(GymnasiumVecAdapter("Pendulum-v1"))
+
+
+# ---------------------------------------------------------------------------------- generators
+
+
+TINY = dict(
+    learning_starts=30,
+    train_freq=30,
+    train_epochs=2,
+    horizon=3,
+    population=8,
+    n_elites=2,
+    cem_iterations=1,
+    n_particles=2,
+    hidden=[16],
+)
+
+
+@pytest.mark.parametrize("family", ["bbb", "mc_dropout"])
+def test_model_training_never_draws_from_torch_global_rng(family: str) -> None:
+    """bbb / mc_dropout sample weights and masks in training: from the agent's generator only, so
+    the run is the same whatever torch's global seed is and leaves the global RNG untouched."""
+    states = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        agent = BayesMPC("Pendulum-v1", seed=0, model_family=family, **TINY)
+        before = torch.get_rng_state()
+        agent.learn(70)
+        assert agent.model_updates == 2
+        assert torch.equal(torch.get_rng_state(), before)
+        states.append(agent.model.state_dict())
+    for key, value in states[0].items():
+        torch.testing.assert_close(value, states[1][key], rtol=0, atol=0)
+
+
+def test_planning_generator_from_another_device_is_reseeded_with_a_warning() -> None:
+    agent = BayesMPC("Pendulum-v1", seed=3, **TINY)
+    state = agent._policy_state()
+    state["plan_rng"] = torch.zeros(16, dtype=torch.uint8)  # the shape of a CUDA generator's state
+    with pytest.warns(RuntimeWarning, match="another device"):
+        agent._load_policy_state(state)
+    fresh = BayesMPC("Pendulum-v1", seed=3, **TINY)  # reseeded exactly as a new agent's stream
+    assert torch.equal(agent.plan_rng.get_state(), fresh.plan_rng.get_state())
