@@ -24,11 +24,22 @@ import torch
 from stable_baselines3.common.logger import Logger
 from torch import Tensor
 
-from riskrl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from riskrl.checkpoint import (
+    CheckpointError,
+    JsonSpec,
+    Opt,
+    TensorSpec,
+    check_spec,
+    load_checkpoint,
+    save_checkpoint,
+    spec_max_bytes,
+)
 from riskrl.devices import resolve_device
 from riskrl.envs import SB3VecEnv
+from riskrl.envs.base import check_physical
 from riskrl.risk import validate_risk_tolerance
 
+from . import schema
 from .callbacks import BaseCallback, CallbackList, CheckpointCallback, ConvertCallback, ProgressBarCallback
 from .logger import TrainingLogger, configure_training_logger
 from .sb3_compat import (
@@ -665,38 +676,83 @@ class Agent(ABC):
 
     @classmethod
     def load(
-        cls, path: str | Path, env: Any = None, device: str | torch.device = "cpu", **overrides: Any
+        cls,
+        path: str | Path,
+        env: Any = None,
+        device: str | torch.device = "cpu",
+        max_memory: int = schema.DEFAULT_MAX_MEMORY,
+        **overrides: Any,
     ) -> Agent:
         """Load an agent saved with :meth:`save`. Never executes code from the file.
 
         ``env`` defaults to a fresh env of the saved id; a given env must have the saved spaces.
-        ``overrides`` may change ``risk_tolerance``.
+        ``overrides`` may change ``risk_tolerance``. The device is resolved first; then the whole
+        manifest (every config field within its documented limit, spaces, counters) and every
+        tensor's dtype and shape are checked against what the config implies, and tensor values
+        (buffer positions, indices, RNG and env state) are range-checked, all before any agent,
+        network, buffer or env is built. A config implying more than ``max_memory`` bytes of
+        networks, optimiser and buffers is refused. Every problem is one :class:`CheckpointError`
+        naming the field.
         """
-        state, manifest = load_checkpoint(path, kind=cls.__name__)
-        meta = manifest["metadata"]
-        risk_tolerance = overrides.pop("risk_tolerance", meta["risk_tolerance"])
+        device = resolve_device(device)
+        risk_override = overrides.pop("risk_tolerance", None)
         if overrides:
             raise ValueError(f"load() only overrides risk_tolerance, got {sorted(overrides)}")
+        if risk_override is not None:
+            risk_override = validate_risk_tolerance(risk_override)
+        checked: dict[str, Any] = {}
+
+        def check_manifest(manifest: dict[str, Any]) -> int:
+            meta = manifest["metadata"]
+            check_spec(schema.metadata_spec(), {k: meta.get(k) for k in schema.metadata_spec()}, "metadata")
+            limits = {**schema.CONFIG_LIMITS, **cls._checkpoint_limits()}
+            config = schema.check_config(cls.config_class, meta["config"], limits)
+            spec, construct_bytes = cls._checkpoint_state_spec(config, meta)
+            spec_bytes = spec_max_bytes(spec)
+            if construct_bytes + spec_bytes > int(max_memory):
+                raise CheckpointError(
+                    f"{path}: metadata.config implies about {(construct_bytes + spec_bytes) / 2**30:.2f} GiB of "
+                    f"networks, optimiser and buffers, more than max_memory={int(max_memory)} bytes "
+                    "(pass a larger max_memory to Agent.load if you trust this file)"
+                )
+            checked.update(config=config, spec=spec)
+            return spec_bytes
+
+        def check_tensors(manifest: dict[str, Any], info_state: Any) -> None:
+            check_spec(checked["spec"], info_state, "state")
+
+        try:
+            state, manifest = load_checkpoint(
+                path, kind=cls.__name__, check_manifest=check_manifest, check_tensors=check_tensors
+            )
+        except CheckpointError as err:
+            msg = str(err)
+            raise CheckpointError(msg if str(path) in msg else f"{path}: {msg}") from None
+        meta = manifest["metadata"]
+        try:
+            cls._check_checkpoint_values(checked["config"], meta, state)
+        except CheckpointError as err:
+            raise CheckpointError(f"{path}: {err}") from None
+        risk_tolerance = meta["risk_tolerance"] if risk_override is None else risk_override
+        config_kwargs = {
+            f.name: getattr(checked["config"], f.name) for f in dataclasses.fields(checked["config"])
+        }
         if env is None:
             if not meta.get("env_id"):
                 raise CheckpointError(f"{path} records no env id; pass env=")
             from riskrl.envs import make_vec
 
-            env = make_vec(meta["env_id"], num_envs=meta.get("num_envs", 1), device=device)
+            try:
+                env = make_vec(meta["env_id"], num_envs=meta["num_envs"], device=device)
+            except ValueError as err:
+                raise CheckpointError(f"{path}: metadata.env_id: {err}") from None
+        else:
+            _check_env_spaces(env, meta)
         try:
-            agent = cls(
-                env, risk_tolerance=risk_tolerance, seed=meta["seed"], device=device, **meta["config"]
-            )
+            agent = cls(env, risk_tolerance=risk_tolerance, seed=meta["seed"], device=device, **config_kwargs)
         except TypeError as err:
             raise CheckpointError(f"{path}: config does not fit {cls.__name__}: {err}") from None
-        for key, space in (
-            ("observation_space", agent.observation_space),
-            ("action_space", agent.action_space),
-        ):
-            if space_to_json(space) != meta[key]:
-                raise ValueError(
-                    f"env {key} {space} does not match the checkpoint's {meta[key]['type']} space {meta[key]}"
-                )
+        _check_env_spaces(agent.env, meta)
         agent._load_policy_state(_to_device(state["policy"], agent.device))
         training = state.get("training")
         if training is not None:
@@ -710,6 +766,7 @@ class Agent(ABC):
                 env_state is not None
                 and callable(load_env_state)
                 and agent.env.num_envs == meta.get("num_envs")
+                and _env_name(getattr(agent.env, "env_id", None)) == _env_name(meta.get("env_id"))
             ):
                 load_env_state(env_state)
                 agent._obs = obs
@@ -718,27 +775,122 @@ class Agent(ABC):
             agent.num_timesteps = int(meta.get("num_timesteps", 0))
         return agent
 
+    # ------------------------------------------------------------------ checkpoint schema hooks
+
+    @classmethod
+    def _checkpoint_limits(cls) -> dict[str, tuple[float, float]]:
+        """Upper (and lower) limits of this agent's config fields beyond :data:`schema.CONFIG_LIMITS`."""
+        return {}
+
+    @classmethod
+    def _checkpoint_spec(
+        cls, config: Any, obs_dim: int, action_space: dict[str, Any], num_envs: int
+    ) -> tuple[Any, Any, int]:
+        """``(policy_spec, training_spec, bytes)``: what ``_policy_state``/``_training_state`` hold
+        for ``config`` (from meta-device replicas), and the bytes building the agent allocates."""
+        raise CheckpointError(f"{cls.__name__} does not describe its checkpoint layout")
+
+    @classmethod
+    def _check_checkpoint_state(cls, config: Any, meta: dict[str, Any], state: dict[str, Any]) -> None:
+        """Range-check tensor values of a loaded state (buffer positions, indices, ...)."""
+        return None
+
+    @classmethod
+    def _checkpoint_state_spec(cls, config: Any, meta: dict[str, Any]) -> tuple[Any, int]:
+        obs_space, act_space = meta["observation_space"], meta["action_space"]
+        if obs_space["type"] != "Box":
+            raise CheckpointError(f"metadata.observation_space must be a Box for {cls.__name__}")
+        allowed = {k.__name__ for k in cls.action_space_kinds}
+        if act_space["type"] not in allowed:
+            raise CheckpointError(
+                f"metadata.action_space must be a {' or '.join(sorted(allowed))} for {cls.__name__}"
+            )
+        obs_dim, n_env = int(obs_space["shape"][0]), int(meta["num_envs"])
+        with torch.device("meta"):
+            policy, training, construct_bytes = cls._checkpoint_spec(config, obs_dim, act_space, n_env)
+        env_spec = schema.env_state_spec(meta["env_id"], n_env)
+        training = {
+            **training,
+            "rng": schema.rng_spec(),
+            "num_timesteps": JsonSpec("int", 0, 2**62),
+            "obs": Opt(TensorSpec(schema.FLOATS, (n_env, obs_dim))),
+            "env": Opt(env_spec) if env_spec is not None else None,
+        }
+        return {"policy": policy, "training": Opt(training)}, construct_bytes
+
+    @classmethod
+    def _check_checkpoint_values(cls, config: Any, meta: dict[str, Any], state: dict[str, Any]) -> None:
+        training = state.get("training")
+        if training is not None:
+            schema.check_generator_state(training["rng"], "state.training.rng")
+            env_state = training.get("env")
+            if isinstance(env_state, dict):
+                for group in ("params", "noise"):
+                    for k, v in (env_state.get(group) or {}).items():
+                        try:
+                            check_physical(k, v)
+                        except ValueError as err:
+                            raise CheckpointError(f"state.training.env.{group}.{k}: {err}") from None
+                gen = env_state.get("generator")
+                if isinstance(gen, Tensor):
+                    schema.check_generator_state(gen, "state.training.env.generator")
+        cls._check_checkpoint_state(config, meta, state)
+
+
+def _env_name(env_id: Any) -> str | None:
+    return str(env_id).removeprefix("riskrl/") if env_id else None
+
+
+def _check_env_spaces(env: Any, meta: dict[str, Any]) -> None:
+    """ValueError when ``env``'s spaces differ from the checkpoint's (before building anything on it)."""
+    for key, attr in (
+        ("observation_space", "single_observation_space"),
+        ("action_space", "single_action_space"),
+    ):
+        space = getattr(env, attr, None)
+        if space is None:
+            continue
+        try:
+            described = space_to_json(space)
+        except ValueError:
+            described = None
+        if described != meta[key]:
+            raise ValueError(
+                f"model and env spaces differ: the env's {key} is {space}, the checkpoint's is "
+                f"{meta[key]['type']} {meta[key].get('shape', meta[key].get('n'))}"
+            )
+
 
 def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: int) -> bool:
-    """Restore a saved generator state; return False (and reseed) when it cannot be restored.
+    """Restore a saved generator state; return False (and reseed) when it is another device type's.
 
     A CUDA generator's state cannot be loaded into a CPU generator or the other way round, so a
-    checkpoint moved between devices continues with a fresh, deterministic stream instead.
+    checkpoint moved between devices continues with a fresh, deterministic stream instead (with a
+    warning). A state of neither layout, or one torch rejects, is a :class:`CheckpointError`.
     """
-    try:
-        generator.set_state(state.cpu())
-        return True
-    except RuntimeError:
-        import warnings
-
-        warnings.warn(
-            f"checkpoint RNG state is from another device type; reseeding the {generator.device} generator "
-            "(training continues, but not bit-identically)",
-            RuntimeWarning,
-            stacklevel=3,
+    own = schema.CPU_RNG_BYTES if generator.device.type == "cpu" else schema.CUDA_RNG_BYTES
+    other = schema.CUDA_RNG_BYTES if own == schema.CPU_RNG_BYTES else schema.CPU_RNG_BYTES
+    if state.dtype != torch.uint8 or state.dim() != 1 or state.numel() not in (own, other):
+        raise CheckpointError(
+            f"generator state must be {own} (or, from another device type, {other}) uint8 values, "
+            f"got {str(state.dtype).removeprefix('torch.')} {tuple(state.shape)}"
         )
-        generator.manual_seed(int(fallback_seed))
-        return False
+    if state.numel() == own:
+        try:
+            generator.set_state(state.cpu())
+        except RuntimeError as err:
+            raise CheckpointError(f"invalid generator state ({str(err)[:100]})") from None
+        return True
+    import warnings
+
+    warnings.warn(
+        f"checkpoint RNG state is from another device type; reseeding the {generator.device} generator "
+        "(training continues, but not bit-identically)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    generator.manual_seed(int(fallback_seed))
+    return False
 
 
 def _check_timesteps(value: Any, name: str = "total_timesteps") -> int:
