@@ -62,8 +62,14 @@ class TorchSingleEnv(gymnasium.Env):
             raise ValueError(
                 f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
             )
+        # a render mode on the batched env makes it keep the last action, which some frames show
         self.vec_env = self.vec_class(
-            num_envs=1, device=device, dtype=dtype, max_episode_steps=_NO_LIMIT, **params
+            num_envs=1,
+            device=device,
+            dtype=dtype,
+            max_episode_steps=_NO_LIMIT,
+            render_mode=None if render_mode is None else "rgb_array",
+            **params,
         )
         self.observation_space = self.vec_env.single_observation_space
         self.action_space = self.vec_env.single_action_space
