@@ -9,7 +9,17 @@ epistemic standard deviation; policies act on
 """
 
 from riskrl._version import __version__
-from riskrl.evaluation import EvalResult, evaluate, robustness_curve
+from riskrl.evaluation import EvalResult, evaluate
 from riskrl.risk import cvar, lcb
+from riskrl.robustness import GridResult, robustness_curve, robustness_grid
 
-__all__ = ["EvalResult", "__version__", "cvar", "evaluate", "lcb", "robustness_curve"]
+__all__ = [
+    "EvalResult",
+    "GridResult",
+    "__version__",
+    "cvar",
+    "evaluate",
+    "lcb",
+    "robustness_curve",
+    "robustness_grid",
+]

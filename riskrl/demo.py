@@ -14,9 +14,9 @@ from pathlib import Path
 
 from riskrl.benchmark import BenchConfig, bench
 from riskrl.checkpoint import atomic_write_bytes
-from riskrl.evaluation import robustness_curve
 from riskrl.plotting import plot_robustness
 from riskrl.results import write_results
+from riskrl.robustness import robustness_curve
 from riskrl.sweep import Perturbation, SweepConfig, SweepResult, evaluate_grid
 
 __all__ = ["run_demo"]

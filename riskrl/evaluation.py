@@ -20,7 +20,7 @@ from torch import Tensor
 
 from riskrl.risk import cvar as _cvar
 
-__all__ = ["EvalResult", "bootstrap_ci", "evaluate", "robustness_curve"]
+__all__ = ["EvalResult", "bootstrap_ci", "evaluate"]
 
 PolicyLike = Any  # riskrl Agent | stable_baselines3 BaseAlgorithm | Callable[[Tensor], Tensor]
 
@@ -191,6 +191,7 @@ def evaluate(
     failure_threshold: float | None = None,
     max_steps: int | None = None,
     bootstrap: bool = True,
+    start_states: Tensor | None = None,
 ) -> EvalResult:
     """Run exactly ``n_episodes`` episodes of ``policy`` on ``env``, all in flight at once.
 
@@ -208,6 +209,11 @@ def evaluate(
             env spec's ``reward_threshold`` when it has one.
         max_steps: safety cap on vectorised steps (default: enough for every quota at the env's
             time limit).
+        bootstrap: compute the bootstrap confidence intervals (``ci``).
+        start_states: exact states ``(num_envs, state_dim)`` injected after the seeded reset (riskrl
+            batched envs only; the first observation carries no observation noise). Later episodes
+            start from the env's own resets. :func:`riskrl.robustness_grid` uses it to start every
+            cell from the same states.
     """
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, (int, np.integer)) or n_episodes < 1:
         raise ValueError(f"n_episodes must be a positive integer, got {n_episodes!r}")
@@ -257,6 +263,9 @@ def evaluate(
         # the same seed, so episodes start exactly where the unperturbed evaluation's do.
         env.perturb(**dict(perturb))
         obs, _ = env.reset(seed=seed)
+    if start_states is not None:
+        env.state = start_states  # exact starts (e.g. the same ones in every cell of a grid)
+        obs = env.get_obs()
     for _ in range(int(max_steps)):
         action, std = act(obs)
         obs, reward, terminated, truncated, _info = env.step(action)
@@ -328,24 +337,3 @@ def _nonfinite_message(env: Any, perturb: Mapping[str, Any] | None) -> str:
         f"evaluation refused: the environment reached non-finite states (NaN or inf) with {which}; "
         "these physical parameters give no valid dynamics, so no result is reported"
     )
-
-
-def robustness_curve(
-    policy: PolicyLike,
-    env_id: str,
-    param: str,
-    values: list[float] | np.ndarray,
-    n_episodes: int = 100,
-    **evaluate_kwargs: Any,
-) -> list[tuple[float, EvalResult]]:
-    """Evaluate ``policy`` with the physical parameter ``param`` set to each of ``values``.
-
-    A fresh env is built for every value, so perturbations never leak between points.
-    """
-    return [
-        (
-            float(v),
-            evaluate(policy, env_id, n_episodes=n_episodes, perturb={param: float(v)}, **evaluate_kwargs),
-        )
-        for v in values
-    ]

@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+from matplotlib.patches import Rectangle
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 __all__ = [
+    "plot_grid",
     "plot_learning_curves",
     "plot_robustness",
     "plot_sweep",
@@ -216,4 +219,35 @@ def plot_robustness(
     ax.set_title(f"Robustness to {param}")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _finish(fig, path)
+
+
+def plot_grid(
+    result: Any, path: str | Path | None = None, ax: Axes | None = None, metric: str = "mean"
+) -> Path | Figure:
+    """A :class:`riskrl.robustness.GridResult` as a heatmap over its two parameters (cells
+    annotated with the metric, the worst cell outlined), or as a curve when the grid has one."""
+    names = list(result.grid)
+    if len(names) > 2:
+        raise ValueError(f"plot_grid draws one or two parameters, this grid has {names}")
+    values = np.array([getattr(r, metric) for r in result.results])
+    fig, ax = _figure(ax)
+    if len(names) == 1:
+        ax.plot(result.grid[names[0]], values, marker="o")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(f"{metric} return")
+    else:
+        table = values.reshape(len(result.grid[names[0]]), len(result.grid[names[1]]))
+        im = ax.imshow(table, origin="lower", aspect="auto", cmap="viridis")
+        ax.set_yticks(range(table.shape[0]), [f"{v:g}" for v in result.grid[names[0]]])
+        ax.set_xticks(range(table.shape[1]), [f"{v:g}" for v in result.grid[names[1]]])
+        ax.set_ylabel(names[0])
+        ax.set_xlabel(names[1])
+        for (i, j), v in np.ndenumerate(table):
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="w", fontsize=8)
+        wi, wj = np.unravel_index(int(np.argmin(table)), table.shape)
+        ax.add_patch(Rectangle((wj - 0.5, wi - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
+        fig.colorbar(im, ax=ax, label=f"{metric} return")
+    k = result.risk_tolerance
+    ax.set_title(f"{metric} return over the grid" + ("" if k is None else f" (risk_tolerance={k:g})"))
     return _finish(fig, path)
