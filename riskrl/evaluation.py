@@ -11,18 +11,38 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from scipy import stats
 from torch import Tensor
 
+from riskrl.devices import resolve_device
+from riskrl.envs import make_vec
 from riskrl.risk import cvar as _cvar
 
 __all__ = ["EvalResult", "bootstrap_ci", "evaluate"]
 
 PolicyLike = Any  # riskrl Agent | stable_baselines3 BaseAlgorithm | Callable[[Tensor], Tensor]
+
+
+@runtime_checkable
+class UncertainPolicy(Protocol):
+    """What :func:`evaluate` uses of a policy that reports its epistemic uncertainty (riskrl agents).
+
+    ``predict_with_uncertainty(obs)`` returns ``(action, mean, std)`` with ``std`` per action
+    ``(B, n_actions)`` or per env ``(B,)``; ``predict(obs, deterministic=False)`` returns
+    ``(action, state)`` for stochastic evaluation. evaluate never imports the agents.
+    """
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> Any: ...
+
+    def predict_with_uncertainty(self, obs: Any) -> tuple[Any, Any, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,13 +151,50 @@ def bootstrap_ci(
     return out
 
 
+_POLICY_INPUTS = ("auto", "torch", "numpy")
+
+
+def _callable_policy(policy: Callable[[Any], Any], policy_input: str) -> Callable[[Tensor], Any]:
+    """``obs tensor -> (actions tensor, None)`` for a plain callable taking torch tensors or numpy arrays.
+
+    ``"torch"`` / ``"numpy"`` declare what the callable takes. ``"auto"`` calls it with the torch
+    tensor first; if that raises, with the same observations as a numpy array, and whichever worked
+    is used for the rest of the evaluation. Outputs may be tensors, numpy arrays or lists.
+    """
+    if policy_input not in _POLICY_INPUTS:
+        raise ValueError(f"policy_input must be one of {_POLICY_INPUTS}, got {policy_input!r}")
+    mode = [policy_input]
+
+    def act(obs: Tensor) -> tuple[Tensor, None]:
+        if mode[0] == "numpy":
+            out = policy(obs.detach().cpu().numpy())
+        elif mode[0] == "torch":
+            out = policy(obs)
+        else:
+            try:
+                out = policy(obs)
+                mode[0] = "torch"
+            except Exception as torch_err:
+                try:
+                    out = policy(obs.detach().cpu().numpy())
+                except Exception as numpy_err:
+                    raise TypeError(
+                        f"the policy callable failed on a torch tensor ({torch_err!r}) and on a numpy array "
+                        f"({numpy_err!r}); it gets observations of shape (B, obs_dim) and must return B actions"
+                    ) from torch_err
+                mode[0] = "numpy"
+        if not isinstance(out, Tensor):
+            out = np.asarray(out)
+        return torch.as_tensor(out, device=obs.device), None
+
+    return act
+
+
 def _policy_fn(
-    policy: PolicyLike, deterministic: bool
+    policy: PolicyLike, deterministic: bool, policy_input: str = "auto"
 ) -> tuple[Callable[[Tensor], tuple[Tensor, Tensor | None]], bool]:
     """Normalise any policy into ``obs (B, d) tensor -> (actions tensor, chosen-action std or None)``."""
-    from riskrl.agents.base import Agent
-
-    if isinstance(policy, Agent):
+    if isinstance(policy, UncertainPolicy):
         if deterministic:
 
             def act(obs: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -156,7 +213,7 @@ def _policy_fn(
 
         return act_sb3, False
     if callable(policy):
-        return (lambda obs: (torch.as_tensor(policy(obs), device=obs.device), None)), False
+        return _callable_policy(policy, policy_input), False
     raise ValueError(
         f"policy must be a riskrl Agent, a stable-baselines3 model or a callable obs -> actions; got {type(policy)}"
     )
@@ -166,8 +223,6 @@ def _default_failure_threshold(env: Any) -> float | None:
     spec = getattr(env, "spec", None)
     threshold = getattr(spec, "reward_threshold", None)
     if threshold is None:
-        import gymnasium as gym
-
         env_id = getattr(spec, "id", None) or getattr(env, "env_id", None)
         if env_id:
             try:
@@ -187,6 +242,7 @@ def evaluate(
     device: str | torch.device = "cpu",
     perturb: Mapping[str, Any] | None = None,
     deterministic: bool = True,
+    policy_input: str = "auto",
     alpha: float = 0.1,
     failure_threshold: float | None = None,
     max_steps: int | None = None,
@@ -196,7 +252,12 @@ def evaluate(
     """Run exactly ``n_episodes`` episodes of ``policy`` on ``env``, all in flight at once.
 
     Args:
-        policy: a riskrl agent, a stable-baselines3 model, or a callable ``obs (B, d) -> actions``.
+        policy: a riskrl agent, a stable-baselines3 model, or a callable ``obs (B, d) -> actions (B, ...)``
+            taking a torch tensor or a numpy array: e.g. ``lambda obs: (obs[:, 2] > 0).astype(np.int64)``
+            (numpy) or ``lambda obs: (obs[:, 2] > 0).long()`` (torch). Actions may be returned as tensors,
+            arrays or lists.
+        policy_input: what a callable policy is given: ``"auto"`` (a torch tensor, or a numpy array
+            if the callable fails on the tensor at the first step), ``"torch"`` or ``"numpy"``.
         env: a gymnasium id (built with :func:`riskrl.envs.make_vec`) or a riskrl batched env.
         n_episodes: number of complete episodes to count.
         seed: seeds the environment's resets.
@@ -222,9 +283,6 @@ def evaluate(
     if not (0.0 < float(alpha) <= 1.0):
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     if isinstance(env, str):
-        from riskrl.devices import resolve_device
-        from riskrl.envs import make_vec
-
         device = resolve_device(device)
         if num_envs is None:
             num_envs = min(int(n_episodes), 1024)
@@ -236,7 +294,7 @@ def evaluate(
     if failure_threshold is None:
         failure_threshold = _default_failure_threshold(env)
 
-    act, reports_std = _policy_fn(policy, deterministic)
+    act, reports_std = _policy_fn(policy, deterministic, policy_input)
     n_env = int(env.num_envs)
     dev = torch.device(getattr(env, "device", device))
     slots = torch.arange(n_env, device=dev)
@@ -249,8 +307,6 @@ def evaluate(
     ep_length = torch.zeros(n_env, dtype=torch.int64, device=dev)
     std_sum = torch.zeros((), dtype=torch.float64, device=dev)
     std_count = torch.zeros((), dtype=torch.int64, device=dev)
-    from gymnasium.vector import AutoresetMode
-
     next_step_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
     pending_reset = torch.zeros(n_env, dtype=torch.bool, device=dev)
     if max_steps is None:
