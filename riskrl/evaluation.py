@@ -11,18 +11,38 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from scipy import stats
 from torch import Tensor
 
+from riskrl.devices import resolve_device
+from riskrl.envs import make_vec
 from riskrl.risk import cvar as _cvar
 
 __all__ = ["EvalResult", "bootstrap_ci", "evaluate"]
 
 PolicyLike = Any  # riskrl Agent | stable_baselines3 BaseAlgorithm | Callable[[Tensor], Tensor]
+
+
+@runtime_checkable
+class UncertainPolicy(Protocol):
+    """What :func:`evaluate` uses of a policy that reports its epistemic uncertainty (riskrl agents).
+
+    ``predict_with_uncertainty(obs)`` returns ``(action, mean, std)`` with ``std`` per action
+    ``(B, n_actions)`` or per env ``(B,)``; ``predict(obs, deterministic=False)`` returns
+    ``(action, state)`` for stochastic evaluation. evaluate never imports the agents.
+    """
+
+    def predict(
+        self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True
+    ) -> Any: ...
+
+    def predict_with_uncertainty(self, obs: Any) -> tuple[Any, Any, Any]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +194,7 @@ def _policy_fn(
     policy: PolicyLike, deterministic: bool, policy_input: str = "auto"
 ) -> tuple[Callable[[Tensor], tuple[Tensor, Tensor | None]], bool]:
     """Normalise any policy into ``obs (B, d) tensor -> (actions tensor, chosen-action std or None)``."""
-    from riskrl.agents.base import Agent
-
-    if isinstance(policy, Agent):
+    if isinstance(policy, UncertainPolicy):
         if deterministic:
 
             def act(obs: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -205,8 +223,6 @@ def _default_failure_threshold(env: Any) -> float | None:
     spec = getattr(env, "spec", None)
     threshold = getattr(spec, "reward_threshold", None)
     if threshold is None:
-        import gymnasium as gym
-
         env_id = getattr(spec, "id", None) or getattr(env, "env_id", None)
         if env_id:
             try:
@@ -267,9 +283,6 @@ def evaluate(
     if not (0.0 < float(alpha) <= 1.0):
         raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     if isinstance(env, str):
-        from riskrl.devices import resolve_device
-        from riskrl.envs import make_vec
-
         device = resolve_device(device)
         if num_envs is None:
             num_envs = min(int(n_episodes), 1024)
@@ -294,8 +307,6 @@ def evaluate(
     ep_length = torch.zeros(n_env, dtype=torch.int64, device=dev)
     std_sum = torch.zeros((), dtype=torch.float64, device=dev)
     std_count = torch.zeros((), dtype=torch.int64, device=dev)
-    from gymnasium.vector import AutoresetMode
-
     next_step_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
     pending_reset = torch.zeros(n_env, dtype=torch.bool, device=dev)
     if max_steps is None:
