@@ -40,6 +40,7 @@ from riskrl.risk import lcb, validate_risk_tolerance
 from . import schema
 from .base import Agent, finite_float
 from .buffers import ReplayBuffer
+from .heads import SharedTorsoEnsemble
 from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
 
 __all__ = ["BayesDQN", "BayesDQNConfig"]
@@ -56,7 +57,9 @@ class BayesDQNConfig:
     """Hyperparameters of :class:`BayesDQN` (defaults tuned on CartPole-v1, 25k env steps).
 
     Network: ``hidden`` widths, ``family`` of the Bayesian Q-network, ``n_members`` ensemble size,
-    ``prior_scale`` randomized-prior scale (ensemble), ``n_particles`` posterior draws per batch for
+    ``prior_scale`` randomized-prior scale (ensemble), ``shared_torso`` (ensemble only: the members
+    share their hidden layers and differ in their heads and random prior heads, as in Bootstrapped
+    DQN: :class:`riskrl.agents.heads.SharedTorsoEnsemble`, about ``n_members`` times cheaper per update), ``n_particles`` posterior draws per batch for
     ``bbb``/``mc_dropout`` (an ensemble always uses its ``n_members``), ``kl_weight`` scales the
     bbb/mc_dropout KL term (divided by the replay size), ``dropout`` for ``mc_dropout``.
 
@@ -85,6 +88,7 @@ class BayesDQNConfig:
     family: str = "ensemble"
     n_members: int = 5
     prior_scale: float = 3.0
+    shared_torso: bool = False
     n_particles: int = 10
     kl_weight: float = 1.0
     dropout: float = 0.1
@@ -142,6 +146,8 @@ class BayesDQNConfig:
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
             setattr(self, name, int(value))
+        if self.shared_torso and self.family != "ensemble":
+            raise ValueError(f"shared_torso needs family='ensemble', got {self.family!r}")
         if self.utd_ratio is not None:
             self.utd_ratio = finite_float("utd_ratio", self.utd_ratio)
             if self.utd_ratio <= 0:
@@ -163,6 +169,30 @@ class BayesDQNConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
             setattr(self, name, value)
         self.train_risk_tolerance = validate_risk_tolerance(self.train_risk_tolerance)
+
+
+def build_q_net(cfg: BayesDQNConfig, obs_dim: int, n_actions: int) -> BayesMLP | SharedTorsoEnsemble:
+    """The Q-network posterior ``cfg`` describes (a :class:`BayesMLP`, or a shared-torso ensemble)."""
+    if cfg.shared_torso:
+        return SharedTorsoEnsemble(
+            obs_dim,
+            n_actions,
+            hidden=cfg.hidden,
+            n_members=cfg.n_members,
+            prior_scale=cfg.prior_scale,
+            activation=cfg.activation,
+        )
+    return BayesMLP(
+        obs_dim,
+        n_actions,
+        hidden=cfg.hidden,
+        family=cfg.family,
+        activation=cfg.activation,
+        learn_noise=False,
+        n_members=cfg.n_members,
+        prior_scale=cfg.prior_scale if cfg.family == "ensemble" else 0.0,
+        dropout=cfg.dropout,
+    )
 
 
 class BayesDQN(Agent):
@@ -192,17 +222,7 @@ class BayesDQN(Agent):
         cfg = self.config
         self.n_actions = int(self.action_space.n)
         self.action_start = int(self.action_space.start)
-        self.q_net = BayesMLP(
-            self.obs_dim,
-            self.n_actions,
-            hidden=cfg.hidden,
-            family=cfg.family,
-            activation=cfg.activation,
-            learn_noise=False,
-            n_members=cfg.n_members,
-            prior_scale=cfg.prior_scale if cfg.family == "ensemble" else 0.0,
-            dropout=cfg.dropout,
-        ).to(self.device)
+        self.q_net = build_q_net(cfg, self.obs_dim, self.n_actions).to(self.device)
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
@@ -438,17 +458,7 @@ class BayesDQN(Agent):
     ) -> tuple[Any, Any, int]:
         """Specs of the policy and training state for ``config``; call under ``torch.device("meta")``."""
         n_actions = int(action_space["n"])
-        q = BayesMLP(
-            obs_dim,
-            n_actions,
-            hidden=config.hidden,
-            family=config.family,
-            activation=config.activation,
-            learn_noise=False,
-            n_members=config.n_members,
-            prior_scale=config.prior_scale if config.family == "ensemble" else 0.0,
-            dropout=config.dropout,
-        )
+        q = build_q_net(config, obs_dim, n_actions)
         params = list(q.parameters())
         net = schema.module_spec(q)
         cap = config.buffer_size

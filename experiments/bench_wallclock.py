@@ -176,26 +176,16 @@ def run_one(entry: Entry, seed: int, eval_seed: int, extra: dict[str, Any]) -> d
     model = _make_model(entry, seed, extra)
     build_seconds = time.perf_counter() - t_build
     clock = Clock(entry, eval_seed)
-    if entry.algo.startswith("SB3-"):
-        from stable_baselines3.common.callbacks import BaseCallback
+    # riskrl agents take stable-baselines3 callbacks too (``self.model`` is the agent).
+    from stable_baselines3.common.callbacks import BaseCallback
 
-        class _SB3Hook(BaseCallback):
-            def _on_step(self) -> bool:
-                return clock.step(self.model, self.model.num_timesteps)
+    class _Hook(BaseCallback):
+        def _on_step(self) -> bool:
+            return clock.step(self.model, self.model.num_timesteps)
 
-        clock.start = time.perf_counter()
-        model.learn(entry.budget, callback=_SB3Hook())
-        steps = int(model.num_timesteps)
-    else:
-        from riskrl.agents.callbacks import BaseCallback as RiskrlCallback
-
-        class _Hook(RiskrlCallback):
-            def on_step(self, agent: Any) -> bool:
-                return clock.step(agent, agent.num_timesteps)
-
-        clock.start = time.perf_counter()
-        model.learn(entry.budget, callback=_Hook())
-        steps = int(model.num_timesteps)
+    clock.start = time.perf_counter()
+    model.learn(entry.budget, callback=_Hook())
+    steps = int(model.num_timesteps)
     total_train = clock.train_seconds()
     if not clock.curve or (clock.curve[-1]["steps"] < steps and clock.first_stop["steps"] is None):
         clock.evaluate(model, steps)  # the policy at the budget

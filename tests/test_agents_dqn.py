@@ -330,3 +330,48 @@ def test_several_envs_with_utd_ratio_resume_bit_identically(tmp_path) -> None:
 def test_bad_utd_ratio(bad: float) -> None:
     with pytest.raises(ValueError, match="utd_ratio"):
         BayesDQN("CartPole-v1", seed=0, utd_ratio=bad)
+
+
+# ---------------------------------------------------------------------------------- shared torso
+
+
+def test_shared_torso_answers_particles_and_predict_and_std_grows_away_from_data() -> None:
+    from riskrl.agents.heads import SharedTorsoEnsemble
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(123)
+    x = torch.rand(200, 1, generator=g) * 5
+    y = 3 * x + 0.5 * torch.randn(200, 1, generator=g)
+    model = SharedTorsoEnsemble(1, 1, hidden=(32, 32), n_members=5, prior_scale=1.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(500):
+        loss = (model.particles(5)(x) - y).square().mean(1).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    grid = torch.linspace(0.25, 4.75, 30)[:, None]
+    inside, far = model.predict(grid), model.predict(torch.linspace(8, 10, 30)[:, None])
+    assert far.epistemic_std.mean() >= 3 * inside.epistemic_std.mean()
+    assert (inside.mean - 3 * grid).square().mean().sqrt() < 0.3
+    assert torch.equal(inside.aleatoric_std, torch.zeros_like(inside.aleatoric_std))
+    # particle i is head i % K; (n, B, d) inputs give each particle its own rows
+    p7 = model.particles(7)(grid)
+    assert p7.shape == (7, 30, 1) and torch.equal(p7[5], p7[0]) and not torch.equal(p7[1], p7[0])
+    per_particle = model.particles(2)(torch.stack([grid, grid + 1]))
+    torch.testing.assert_close(per_particle[1], model.particles(2)(grid + 1)[1])
+    with pytest.raises(ValueError, match="shape"):
+        model.particles(2)(torch.zeros(3, 2))
+
+
+def test_shared_torso_dqn_learns_acts_and_round_trips(tmp_path) -> None:
+    agent = BayesDQN(
+        "CartPole-v1", seed=0, shared_torso=True, hidden=(32, 32), learning_starts=100, batch_size=16
+    )
+    agent.learn(300)
+    obs = torch.randn(5, OBS_DIM)
+    action, mean, std = agent.predict_with_uncertainty(obs)
+    assert action.shape == (5,) and mean.shape == std.shape == (5, 2) and bool((std > 0).all())
+    loaded = BayesDQN.load(agent.save(tmp_path / "heads.riskrl"))
+    assert torch.equal(loaded.predict(obs)[0], action)
+    with pytest.raises(ValueError, match="shared_torso"):
+        BayesDQN("CartPole-v1", seed=0, shared_torso=True, family="bbb")
