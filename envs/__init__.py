@@ -12,6 +12,7 @@ from .acrobot import AcrobotVecEnv
 from .base import TorchVectorEnv
 from .cartpole import CartPoleVecEnv
 from .configured import batched_settings, from_gym_env
+from .deep_sea import DeepSeaVecEnv
 from .gym_adapter import GymnasiumVecAdapter
 from .make import ENV_IDS, make_vec, register_envs
 from .mountain_car import MountainCarVecEnv
@@ -36,6 +37,7 @@ __all__ = [
     "ENV_IDS",
     "AcrobotVecEnv",
     "CartPoleVecEnv",
+    "DeepSeaVecEnv",
     "GymnasiumVecAdapter",
     "MountainCarContinuousVecEnv",
     "MountainCarVecEnv",

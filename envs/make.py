@@ -10,6 +10,7 @@ import torch
 from .acrobot import AcrobotVecEnv
 from .base import TorchVectorEnv
 from .cartpole import CartPoleVecEnv
+from .deep_sea import DeepSeaVecEnv
 from .gym_adapter import GymnasiumVecAdapter
 from .mountain_car import MountainCarVecEnv
 from .mountain_car_continuous import MountainCarContinuousVecEnv
@@ -47,6 +48,9 @@ def make_vec(
     name = env_id[len(NAMESPACE) + 1 :] if env_id.startswith(NAMESPACE + "/") else env_id
     if name in ENV_IDS:
         env: Any = ENV_IDS[name](num_envs=num_envs, device=device, **kwargs)
+    elif name in ("deep_sea", "deep_sea_stochastic"):  # bsuite's probe: make_vec("deep_sea", size=20)
+        kwargs.setdefault("deterministic", name == "deep_sea")
+        env = DeepSeaVecEnv(num_envs=num_envs, device=device, **kwargs)
     elif env_id.startswith(NAMESPACE + "/"):
         raise ValueError(f"unknown riskrl env id {env_id!r}; available: {sorted(ENV_IDS)}")
     else:
