@@ -439,7 +439,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from riskrl.demo import run_demo
 
-    report = run_demo(out_dir=args.out, quick=args.quick, workers=args.workers, progress=not args.quiet)
+    report = run_demo(
+        out_dir=args.out,
+        quick=args.quick,
+        workers=args.workers,
+        progress=not args.quiet,
+        steps=args.steps,
+        seeds=tuple(args.seeds) if args.seeds else None,
+    )
     print(f"\nDemo report: {report}")
     return 0
 
@@ -559,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job: train, sweep risk_tolerance, compare with SB3, report")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--quick", action="store_true", help="a smaller run (about a minute)")
+    p.add_argument("--quick", action="store_true", help="a smaller run (5k steps x 2 seeds)")
+    p.add_argument(
+        "--steps", type=_positive_int, help="training steps per run (default: 15000; --quick 5000)"
+    )
+    p.add_argument("--seeds", type=_int_list, help="e.g. 0,1,2 (default: 0,1,2; --quick 0,1)")
     p.add_argument("--workers", type=_positive_int, default=2)
     p.add_argument("--quiet", action="store_true")
     debug(p)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from riskrl.agents import load_agent
 from riskrl.benchmark import BenchConfig, bench
 from riskrl.checkpoint import atomic_write_bytes
 from riskrl.plotting import plot_robustness
@@ -26,16 +27,28 @@ ROBUSTNESS_LENGTHS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
 def run_demo(
-    out_dir: str | Path = "runs/demo", quick: bool = False, workers: int = 2, progress: bool = True
+    out_dir: str | Path = "runs/demo",
+    quick: bool = False,
+    workers: int = 2,
+    progress: bool = True,
+    *,
+    steps: int | None = None,
+    seeds: tuple[int, ...] | None = None,
+    robustness_episodes: int = 50,
 ) -> Path:
-    """Run the demo into ``out_dir`` and return the path of its ``report.md``."""
-    from riskrl.agents import load_agent
+    """Run the demo into ``out_dir`` and return the path of its ``report.md``.
 
+    ``steps`` and ``seeds`` override the budget (default 15k steps x seeds 0-2; ``quick``: 5k x 0-1).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    steps = 5_000 if quick else 15_000
-    seeds = (0, 1) if quick else (0, 1, 2)
+    steps = int(steps) if steps is not None else (5_000 if quick else 15_000)
+    seeds = tuple(int(s) for s in seeds) if seeds is not None else ((0, 1) if quick else (0, 1, 2))
+    if steps < 10 or not seeds:
+        raise ValueError(
+            f"the demo needs steps >= 10 and at least one seed, got steps={steps}, seeds={seeds}"
+        )
     cfg = BenchConfig(
         env_id="CartPole-v1",
         algos=("BayesDQN", "sb3:DQN"),
@@ -80,7 +93,7 @@ def run_demo(
             "CartPole-v1",
             "length",
             ROBUSTNESS_LENGTHS,
-            n_episodes=50,
+            n_episodes=robustness_episodes,
             seed=cfg.eval_seed,
             bootstrap=False,
         )
@@ -110,7 +123,7 @@ def run_demo(
             "",
             "![sweep](sweep.png)",
             "",
-            "## Robustness to the pole length (seed-0 agent, 50 episodes per point)",
+            f"## Robustness to the pole length (seed-{first['seed']} agent, {robustness_episodes} episodes per point)",
             "",
             "![robustness](robustness.png)",
             "",

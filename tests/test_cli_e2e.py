@@ -60,3 +60,28 @@ def test_bench_end_to_end(tmp_path: Path) -> None:
     assert data["config"]["total_timesteps"] == 400 and data["provenance"]["riskrl"]
     md = (out / "bench.md").read_text()
     assert "| BayesDQN |" in md and "| sb3:DQN |" in md
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
+    """The main job at a tiny budget: both agents trained, swept, compared, report written."""
+    out = tmp_path / "demo"
+    _riskrl(
+        "demo", "--steps", "300", "--seeds", "0", "--workers", "1", "--out", str(out), "--quiet", cwd=tmp_path
+    )
+    report = (out / "report.md").read_text()
+    for heading in (
+        "BayesDQN vs stable-baselines3 DQN",
+        "What risk_tolerance does",
+        "Robustness to the pole",
+    ):
+        assert heading in report
+    bench = json.loads((out / "bench.json").read_text())
+    assert [r["algo"] for r in bench["runs"]] == ["BayesDQN", "sb3:DQN"]
+    sweep = json.loads((out / "sweep.json").read_text())
+    # 1 seed x 5 risk tolerances x (nominal + shifted), evaluated on the trained checkpoint
+    assert len(sweep["rows"]) == 10
+    demo = json.loads((out / "demo.json").read_text())
+    assert demo["config"]["steps"] == 300 and demo["provenance"]["riskrl"]
+    for png in ("bench.png", "sweep.png", "robustness.png"):
+        assert (out / png).stat().st_size > 1000
