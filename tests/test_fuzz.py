@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
+import json
 import math
 import zipfile
 
 import numpy as np
 import pytest
 import torch
+from hostile_corpus import read_parts
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safetensors.torch import save as st_save
 
+from riskrl.agents import BayesDQN
 from riskrl.checkpoint import CheckpointError, load_checkpoint, pack_state, save_checkpoint, unpack_state
 from riskrl.risk import cvar, lcb
 from riskrl.sweep import Perturbation
@@ -127,8 +133,76 @@ def test_zip_bomb_like_member_sizes_are_refused(tmp_path) -> None:
         zf.writestr("manifest.json", b"{" + b" " * (70 * 2**20) + b"}")
         zf.writestr("tensors.safetensors", b"")
     (tmp_path / "bomb").write_bytes(buf.getvalue())
-    with pytest.raises(CheckpointError, match="implausibly large"):
+    with pytest.raises(CheckpointError, match=r"manifest\.json declares \d+ bytes"):
         load_checkpoint(tmp_path / "bomb")
+
+
+json_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**70), 2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@pytest.fixture(scope="module")
+def small_checkpoint(tmp_path_factory) -> tuple[dict, dict]:
+    """Manifest and tensors of a small trained BayesDQN (trusted: our own file)."""
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(4,), n_members=2, learning_starts=10, buffer_size=64)
+    agent.learn(20)
+    return read_parts(agent.save(tmp_path_factory.mktemp("small") / "a.riskrl"))
+
+
+def _paths(node: object, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_random_manifests_only_raise_checkpoint_error(small_checkpoint, tmp_path_factory, data) -> None:
+    """Any JSON value in any manifest field (or a random JSON tree as the whole manifest):
+    Agent.load either loads or raises CheckpointError, never another exception."""
+    manifest, tensors = small_checkpoint
+    if data.draw(st.integers(0, 9)) == 0:
+        new = data.draw(json_values)
+    else:
+        new = copy.deepcopy(manifest)
+        path = data.draw(st.sampled_from(_paths(manifest)))
+        value = data.draw(json_values)
+        if not path:
+            new = value
+        else:
+            node = new
+            for k in path[:-1]:
+                node = node[k]
+            node[path[-1]] = value
+    target = tmp_path_factory.mktemp("manifest") / "m.riskrl"
+    buf = io.BytesIO()
+    blob = st_save(tensors)
+    if isinstance(new, dict) and new.get("tensors_sha256") == manifest["tensors_sha256"]:
+        new["tensors_sha256"] = hashlib.sha256(blob).hexdigest()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("manifest.json", json.dumps(new))
+        zf.writestr("tensors.safetensors", blob)
+    target.write_bytes(buf.getvalue())
+    try:
+        BayesDQN.load(target)
+    except CheckpointError:
+        pass
 
 
 arrays = st.one_of(
