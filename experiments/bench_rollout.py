@@ -14,7 +14,11 @@ Fairness on a shared, noisy machine:
 * numpy is single-threaded, so the headline ratio uses torch with 1 thread; torch with 2 threads (both
   cores) is reported next to it (``--threads 1,2``). The load average is recorded before and after.
 
-Usage: ``python experiments/bench_rollout.py [--seconds 0.1] [--rounds 7] [--threads 1,2] [--no-compile]``
+riskrl's envs are timed at each ``--dtypes`` precision: ``float64`` is the default (gymnasium's precision,
+matching its trajectories), ``float32`` the explicit speed option; each dtype is a row of its own.
+
+Usage: ``python experiments/bench_rollout.py [--seconds 0.1] [--rounds 7] [--threads 1,2] [--no-compile]
+[--dtypes float64,float32] [--sizes 1,64,4096,65536] [--name bench_rollout]``
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,8 +70,10 @@ def _interleaved(contenders: dict[str, tuple[Callable[[int], object], int]], sec
     return {k: statistics.median(v) for k, v in rates.items()}
 
 
-def _torch_stepper(env_id: str, n: int, compile: bool) -> Callable[[int], object]:
-    env = make_vec(env_id, n, validate_actions=False, compile=compile)
+def _torch_stepper(
+    env_id: str, n: int, compile: bool, dtype: torch.dtype = torch.float64
+) -> Callable[[int], object]:
+    env = make_vec(env_id, n, validate_actions=False, compile=compile, dtype=dtype)
     env.reset(seed=0)
     gen = torch.Generator().manual_seed(0)
     if env_id.startswith("CartPole"):
@@ -110,7 +118,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per cell (median reported)")
     ap.add_argument("--threads", default="1,2", help="comma-separated torch thread counts")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
+    ap.add_argument("--dtypes", default="float64,float32", help="riskrl env precisions (float64 = default)")
+    ap.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated num_envs")
+    ap.add_argument("--name", default="bench_rollout", help="results file stem in experiments/results/")
     args = ap.parse_args()
+    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    sizes = [int(n) for n in args.sizes.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
     load_before = os.getloadavg()
     t_start = time.time()
@@ -130,15 +143,15 @@ def main() -> None:
         for nt in threads:
             # Set before building the envs: inductor generates OpenMP code only for > 1 thread.
             torch.set_num_threads(nt)
-            for n in SIZES:
+            for n, dtype in [(n, d) for n in sizes for d in dtypes]:
                 cont: dict[str, tuple[Callable[[int], object], int]] = {}
                 if env_id.startswith("CartPole"):
                     cont["numpy"] = (_numpy_cartpole_stepper(n), n)
                 cont["sync16"] = (_gym_sync_stepper(env_id), 16)
-                cont["eager"] = (_torch_stepper(env_id, n, compile=False), n)
+                cont["eager"] = (_torch_stepper(env_id, n, compile=False, dtype=dtype), n)
                 if not args.no_compile:
                     t0 = time.perf_counter()
-                    cont["compiled"] = (_torch_stepper(env_id, n, compile=True), n)
+                    cont["compiled"] = (_torch_stepper(env_id, n, compile=True, dtype=dtype), n)
                     cont["compiled"][0](0)
                     print(f"    (compile warm-up {time.perf_counter() - t0:.1f}s)")
                 r = _interleaved(cont, args.seconds, args.rounds)
@@ -147,6 +160,7 @@ def main() -> None:
                     "env": env_id,
                     "torch_threads": nt,
                     "num_envs": n,
+                    "dtype": str(dtype).removeprefix("torch."),
                     "riskrl_eager": r["eager"],
                     "riskrl_compiled": r.get("compiled"),
                     "gym_numpy_vector": r.get("numpy"),
@@ -155,7 +169,7 @@ def main() -> None:
                     "best_vs_sync16": best / r["sync16"],
                 }
                 rows.append(row)
-                msg = f"  threads={nt} N={n:6d} eager {r['eager']:14,.0f}  compiled {r.get('compiled', 0):14,.0f}"
+                msg = f"  threads={nt} N={n:6d} {row['dtype']} eager {r['eager']:14,.0f}  compiled {r.get('compiled', 0):14,.0f}"
                 if "numpy" in r:
                     msg += f"  numpy-vec {r['numpy']:14,.0f}  best/numpy {row['best_vs_numpy_vector']:5.2f}x"
                 msg += f"  best/sync16 {row['best_vs_sync16']:8.1f}x"
@@ -163,13 +177,18 @@ def main() -> None:
     torch.set_num_threads(1)
     load_after = os.getloadavg()
     target_rows = [
-        r for r in rows if r["env"] == "CartPole-v1" and r["num_envs"] == TARGET_N and r["torch_threads"] == 1
+        r
+        for r in rows
+        if r["env"] == "CartPole-v1"
+        and r["num_envs"] == TARGET_N
+        and r["torch_threads"] == 1
+        and r["dtype"] == "float64"  # the default
     ]
     target = None
     if target_rows:
         t = target_rows[0]
         target = {
-            "cell": f"CartPole-v1, {TARGET_N} envs, torch 1 thread (numpy is single-threaded)",
+            "cell": f"CartPole-v1, {TARGET_N} envs, default float64, torch 1 thread (numpy is single-threaded)",
             "vs_numpy_vector": t["best_vs_numpy_vector"],
             "vs_sync16": t["best_vs_sync16"],
             "met": t["best_vs_numpy_vector"] >= TARGET_VS_NUMPY and t["best_vs_sync16"] >= TARGET_VS_SYNC,
@@ -181,6 +200,12 @@ def main() -> None:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "torch_threads": threads,
+        "git_commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=RESULTS.parent
+        ).stdout.strip(),
+        "argv": sys.argv[1:],
+        "dtypes": args.dtypes,
+        "sizes": sizes,
         "seconds_per_window": args.seconds,
         "rounds": args.rounds,
         "loadavg_before": [round(x, 2) for x in load_before],
@@ -189,7 +214,7 @@ def main() -> None:
         "note": "2-core CPU shared with other engineers' jobs; compare ratios measured in the same run.",
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "bench_rollout.json").write_text(
+    (RESULTS / f"{args.name}.json").write_text(
         json.dumps({"meta": meta, "target": target, "references": refs, "rows": rows}, indent=2)
     )
     lb, la = meta["loadavg_before"], meta["loadavg_after"]
@@ -218,15 +243,15 @@ def main() -> None:
         )
     lines += [
         "",
-        "| env | torch threads | num_envs | riskrl eager | riskrl compiled | gymnasium numpy vector "
+        "| env | torch threads | num_envs | dtype | riskrl eager | riskrl compiled | gymnasium numpy vector "
         "| best / numpy vector | best / Sync(16) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         fmt = lambda v: "-" if v is None else f"{v:,.0f}"  # noqa: E731
         ratio = "-" if r["best_vs_numpy_vector"] is None else f"{r['best_vs_numpy_vector']:.2f}x"
         lines.append(
-            f"| {r['env']} | {r['torch_threads']} | {r['num_envs']} | {fmt(r['riskrl_eager'])} | "
+            f"| {r['env']} | {r['torch_threads']} | {r['num_envs']} | {r['dtype']} | {fmt(r['riskrl_eager'])} | "
             f"{fmt(r['riskrl_compiled'])} | {fmt(r['gym_numpy_vector'])} | {ratio} | {r['best_vs_sync16']:.1f}x |"
         )
     lines += [
@@ -237,8 +262,8 @@ def main() -> None:
         "bound (eager: ~80 small ops; compiled: dynamo/AOT call wrapper, ~50-60 us) and numpy's simpler step "
         "wins; the compiled step pays off from a few hundred envs up.",
     ]
-    (RESULTS / "bench_rollout.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'bench_rollout.md'} ({meta['wall_s']}s)")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / (args.name + '.md')} ({meta['wall_s']}s)")
 
 
 if __name__ == "__main__":
