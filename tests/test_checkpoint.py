@@ -6,6 +6,11 @@ import io
 import json
 import os
 import pickle
+import signal
+import stat
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,12 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+import riskrl.atomic
 from riskrl.checkpoint import (
     MANIFEST,
     TENSORS,
     CheckpointError,
     atomic_write_bytes,
     load_checkpoint,
+    read_manifest,
     save_checkpoint,
 )
 
@@ -190,3 +197,73 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     atomic_write_bytes(p, b"two!")
     assert p.read_bytes() == b"two!"
     assert io.BytesIO(p.read_bytes()).read() == b"two!"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_permissions_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        atomic_write_bytes(tmp_path / "new.bin", b"x")
+        with open(tmp_path / "plain.bin", "wb") as fh:
+            fh.write(b"x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE((tmp_path / "new.bin").stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.bin").stat().st_mode) == 0o666 & ~umask
+
+
+def test_atomic_write_keeps_an_existing_files_mode(tmp_path: Path) -> None:
+    p = tmp_path / "shared.bin"
+    p.write_bytes(b"old")
+    p.chmod(0o640)
+    atomic_write_bytes(p, b"new")
+    assert stat.S_IMODE(p.stat().st_mode) == 0o640 and p.read_bytes() == b"new"
+
+
+def test_stale_temp_of_a_killed_writer_is_removed_on_the_next_write(tmp_path: Path) -> None:
+    """SIGKILL during save leaves a hidden temp file; the next write to the same path removes it."""
+    target = tmp_path / "ck.riskrl"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import importlib.util as u, os, sys, time; s = u.spec_from_file_location('atomic', sys.argv[2]); "
+            "atomic = u.module_from_spec(s); s.loader.exec_module(atomic); "  # riskrl.atomic, without torch
+            "os.replace = lambda *a: time.sleep(600); atomic.atomic_write_bytes(sys.argv[1], b'x' * 4_000_000)",
+            str(target),
+            str(Path(riskrl.atomic.__file__)),
+        ]
+    )
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".ck.riskrl.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    leaked = list(tmp_path.glob(".ck.riskrl.*.tmp"))
+    assert len(leaked) == 1  # what the issue saw: a leaked temp file
+    mine = tmp_path / ".ck.riskrl.123.tmp"  # an old-style temp of another writer: kept while young
+    mine.write_bytes(b"y")
+    save_checkpoint(target, {"w": torch.zeros(2)}, kind="K")
+    assert not leaked[0].exists() and mine.exists()
+    os.utime(mine, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    save_checkpoint(target, {"w": torch.zeros(2)}, kind="K")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.riskrl"]
+
+
+def test_save_refuses_manifests_that_loading_would_refuse(tmp_path: Path) -> None:
+    deep: object = 0
+    for _ in range(40):
+        deep = [deep]
+    with pytest.raises(CheckpointError, match="nesting"):
+        save_checkpoint(tmp_path / "deep", {"x": deep}, kind="K")
+    assert not (tmp_path / "deep").exists()
+
+
+def test_read_manifest_reads_no_tensor_data(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "m", {"w": torch.zeros(1000)}, kind="K", metadata={"a": 1})
+    data = bytearray(path.read_bytes())
+    data[-200] ^= 0xFF  # damage the tensor bytes: read_manifest does not notice, load does
+    path.write_bytes(bytes(data))
+    assert read_manifest(path, kind="K")["metadata"] == {"a": 1}
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
