@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import types
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -124,6 +124,10 @@ class TorchVectorEnv(VectorEnv):
             episode ended is one ``any()`` per step (a host sync on CUDA); ``False`` costs nothing.
         render_mode: ``None`` or ``"rgb_array"``: :meth:`render` returns one frame per env, drawn by
             gymnasium's own classic-control renderer (needs ``pygame``: ``pip install riskrl[render]``).
+        randomize: domain randomization, e.g. ``{"length": (0.25, 1.0)}``: each named physical
+            parameter is drawn uniformly from ``(low, high)`` per env at every reset, explicit or
+            automatic (reproducible from ``reset(seed=...)``; the step that ends an episode still uses
+            the old values). Works the same under SB3 through :class:`SB3VecEnv`.
         **params: physical parameters and ``obs_noise_std`` / ``action_noise_std``, as in :meth:`perturb`.
 
     ``step`` returns ``(obs (N, obs_dim), reward (N,), terminated (N,) bool, truncated (N,) bool, info)``
@@ -204,6 +208,7 @@ class TorchVectorEnv(VectorEnv):
         obs_dtype: torch.dtype = torch.float32,
         episode_statistics: bool = False,
         render_mode: str | None = None,
+        randomize: Mapping[str, tuple[float, float]] | None = None,
         **params: ParamValue,
     ) -> None:
         if int(num_envs) < 1:
@@ -271,6 +276,7 @@ class TorchVectorEnv(VectorEnv):
         self._act_noise_on = False
         if params:
             self.perturb(**params)
+        self._set_randomize(randomize or {})
 
         self._core_fn = self._core
         self._compiled = False
@@ -323,6 +329,43 @@ class TorchVectorEnv(VectorEnv):
         self._act_noise_on = bool((self.noise["action_noise_std"] != 0).any())
         return out
 
+    def _set_randomize(self, randomize: Mapping[str, tuple[float, float]]) -> None:
+        """Domain randomization: these parameters are drawn uniformly from ``(low, high)`` per env at
+        every reset (explicit and automatic), from the env's seeded randomness."""
+        if not isinstance(randomize, Mapping):
+            raise ValueError(f"randomize must map parameter names to (low, high), got {randomize!r}")
+        names = tuple(randomize)
+        for name in names:
+            if name not in self.param_defaults:
+                raise ValueError(
+                    f"randomize: unknown parameter {name!r}; valid names: {list(self.param_defaults)}"
+                )
+            rng = randomize[name]
+            if not isinstance(rng, Sequence) or isinstance(rng, str) or len(rng) != 2:
+                raise ValueError(f"randomize[{name!r}] must be a (low, high) pair, got {rng!r}")
+            check_physical(name, tuple(rng))
+            if float(rng[1]) < float(rng[0]):
+                raise ValueError(f"randomize[{name!r}]: high < low in {tuple(rng)!r}")
+        self.randomize = {k: (float(randomize[k][0]), float(randomize[k][1])) for k in names}
+        kw = {"device": self.device, "dtype": self.dtype}
+        self._rand_lo = torch.tensor([lo for lo, _ in self.randomize.values()], **kw).reshape(-1, 1)
+        self._rand_span = torch.tensor([hi - lo for lo, hi in self.randomize.values()], **kw).reshape(-1, 1)
+        # hash-RNG lanes after the state's (state_dim * n .. ) so autoreset draws never share a lane
+        first = self.state_dim * self.num_envs
+        self._rand_idx_mul = (
+            torch.arange(
+                first, first + len(names) * self.num_envs, dtype=torch.int64, device=self.device
+            ).view(len(names), self.num_envs)
+            * _GOLDEN
+        )
+
+    def _resample_params(self, u: torch.Tensor, mask: torch.Tensor | None) -> None:
+        """Set the randomized parameters to ``low + span * u`` (``u``: ``(k, n)`` uniforms) where ``mask``."""
+        values = self._rand_lo + self._rand_span * u
+        for i, name in enumerate(self.randomize):
+            target = self.params[name]
+            target.copy_(values[i] if mask is None else torch.where(mask, values[i], target))
+
     # --- state access ----------------------------------------------------------------------------------
     @property
     def state(self) -> torch.Tensor:
@@ -367,6 +410,12 @@ class TorchVectorEnv(VectorEnv):
             self._rlo, self._rspan = defaults
         else:
             init = self._initial_state(u)
+        if self.randomize:
+            m = None if mask is None else torch.as_tensor(mask, device=self.device, dtype=torch.bool)
+            u_params = torch.rand(
+                len(self.randomize), self.num_envs, generator=self._gen, device=self.device, dtype=self.dtype
+            )
+            self._resample_params(u_params, m)
         if mask is None:
             self._s.copy_(init)
             self._steps.zero_()
@@ -498,7 +547,8 @@ class TorchVectorEnv(VectorEnv):
         u = _hash_uniform_premul(self._key, self._counter, self._idx_mul, s.dtype)
         init = self._initial_state(u)
         zero, izero = 0.0, 0
-        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+        prev_mode = self.autoreset_mode == AutoresetMode.NEXT_STEP
+        if prev_mode:
             prev = self._prev_u8 != 0 if fast else self._prev_done
             next_s = torch.where(prev, init, next_s)
             term = term & ~prev
@@ -524,6 +574,10 @@ class TorchVectorEnv(VectorEnv):
             self._ep_ret.copy_(torch.where(done, zero, ep_ret))
             self._ep_len.copy_(torch.where(done, izero, ep_len))
             obs = self._obs_from_state(next_s).to(self.obs_dtype)
+        if self.randomize:  # new episodes get new physics (after this step's dynamics used the old)
+            started = (self._prev_u8 != 0 if fast else self._prev_done) if prev_mode else done
+            u_params = _hash_uniform_premul(self._key, self._counter, self._rand_idx_mul, s.dtype)
+            self._resample_params(u_params, started)
         self._s.copy_(next_s)
         self._steps.copy_(steps)
         self._counter.add_(1)
