@@ -403,3 +403,27 @@ def test_planning_generator_from_another_device_is_reseeded_with_a_warning() -> 
         agent._load_policy_state(state)
     fresh = BayesMPC("Pendulum-v1", seed=3, **TINY)  # reseeded exactly as a new agent's stream
     assert torch.equal(agent.plan_rng.get_state(), fresh.plan_rng.get_state())
+
+
+# ---------------------------------------------------------------------------------- gpu_check, CPU half
+
+
+def test_gpu_check_cpu_half_and_parity_code_paths(tmp_path) -> None:
+    """experiments/gpu_check.py in CI size: the CPU half end to end, and its CPU-vs-device parity
+    checks run with the CPU as the 'device' (no GPU here), where every difference must be zero."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "experiments" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    assert spec is not None and spec.loader is not None
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    result = gpu_check.main(["--device", "cpu", "--quick", "--out", str(tmp_path / "gq")])
+    assert result["passed"] and (tmp_path / "gq.json").exists() and (tmp_path / "gq.md").exists()
+    assert {r["num_envs"] for r in result["env_throughput"]} == {64, 256}
+    assert all(r["env_steps_per_second"] > 0 for r in result["agent_throughput"])
+    cpu = torch.device("cpu")
+    assert max(gpu_check.env_parity(cpu, 8, 30).values()) == 0.0
+    assert gpu_check.evaluate_parity(cpu, 10)["relative_difference"] == 0.0
+    assert max(gpu_check.agent_parity(cpu, 60).values()) == 0.0
