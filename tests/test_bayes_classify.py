@@ -82,6 +82,8 @@ def test_entropy_decomposition_identities_against_brute_force() -> None:
     same = ClassPrediction.from_logits(logits[:1].expand(5, -1, -1))
     assert same.mutual_information.abs().max() < 1e-12
     torch.testing.assert_close(same.total_entropy, same.aleatoric_entropy)
+    one = ClassPrediction.from_logits(logits[:1].float())
+    assert (one.mutual_information == 0).all() and torch.equal(one.total_entropy, one.aleatoric_entropy)
     # confident samples that disagree: all epistemic (two one-hot votes -> log 2 nats)
     votes = torch.tensor([[[50.0, -50.0]], [[-50.0, 50.0]]])
     split = ClassPrediction.from_logits(votes)

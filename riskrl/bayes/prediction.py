@@ -96,6 +96,8 @@ class ClassPrediction:
         total = (-torch.special.xlogy(probs, probs).sum(0)).clamp_min(0.0)
         # H[p_s] = log s - sum_c p_c z_c  (z = logits - max, s = sum_c exp z_c)
         aleatoric = (s.log() - (p * z).sum(0)).mean(0).clamp_min(0.0)
+        if logits.shape[0] == 1:  # one sample: no epistemic part, exactly (not up to round-off)
+            aleatoric = total
         mutual = (total - aleatoric).clamp_min(0.0)  # >= 0 by Jensen; clamp float round-off only
         epi = (p - probs[:, None]).square().mean(1).sqrt().t()
         probs = probs.t()
