@@ -146,7 +146,7 @@ class SweepConfig:
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not lo <= int(value) <= hi:
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise ValueError(f"{name} must be an integer >= {lo} (at most {hi}), got {value!r}")
 
 
 def _env_class(env_id: str) -> type | None:
