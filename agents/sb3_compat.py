@@ -59,7 +59,9 @@ def sb3_constructor_args(
     one of :data:`POLICY_NAMES`; ``policy_kwargs`` may only hold ``net_arch`` (a list of layer widths,
     mapped to ``hidden``); ``device="auto"`` picks CUDA when available.
     """
-    if isinstance(env, str) and env in POLICY_NAMES:
+    if isinstance(env, str) and env.endswith("Policy") and env not in POLICY_NAMES:
+        policy = env  # SB3's CnnPolicy, MultiInputPolicy, ...: refused below with the reason
+    elif isinstance(env, str) and env in POLICY_NAMES:
         if policy is not None:
             raise ValueError(f"policy given twice: {env!r} and policy={policy!r}")
         if isinstance(risk_tolerance, (int, float, np.number)) and not isinstance(risk_tolerance, bool):
