@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -49,3 +52,12 @@ def test_callable_errors_are_clear() -> None:
         riskrl.evaluate(numpy_policy, "CartPole-v1", n_episodes=2, policy_input="jax")
     with pytest.raises(TypeError, match=r"torch tensor .* numpy array"):
         riskrl.evaluate(lambda obs: obs.no_such_method(), "CartPole-v1", n_episodes=2)
+
+
+def test_readme_callable_example_runs() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("A callable gets a batch of observations", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {}
+    exec(code, scope)
+    assert scope["result"].n_episodes == 100 and scope["result"].mean > 30
