@@ -344,3 +344,14 @@ def test_agent_keeps_wrappers_and_unmappable_settings_or_refuses(tmp_path) -> No
     stale = gym.make("CartPole-v1")
     stale.unwrapped.length = 1.0  # without gymnasium's derived polemass_length: not reproducible
     assert isinstance(from_gym_env(stale), GymnasiumVecAdapter)
+
+
+@pytest.mark.usefixtures("pygame_headless")
+def test_human_render_mode_draws_through_gymnasiums_window() -> None:
+    env = gym.make("riskrl/Pendulum-v1", render_mode="human")  # SDL's dummy driver stands in for a display
+    env.reset(seed=0)
+    env.step(np.array([1.0], dtype=np.float32))
+    renderer = env.unwrapped._renderer
+    assert renderer is not None and renderer.ref.render_mode == "human" and renderer.ref.screen is not None
+    env.close()
+    assert env.unwrapped._renderer is None
