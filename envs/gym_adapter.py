@@ -105,7 +105,7 @@ class GymnasiumVecAdapter(VectorEnv):
         self.observation_space = venv.observation_space
         self.action_space = venv.action_space
         self.max_episode_steps = max_episode_steps
-        self.render_mode = None
+        self.render_mode = getattr(venv, "render_mode", None)
         n = self.num_envs
         self._ep_ret = np.zeros(n, dtype=np.float64)
         self._ep_len = np.zeros(n, dtype=np.int64)
@@ -163,6 +163,10 @@ class GymnasiumVecAdapter(VectorEnv):
             self._t(trunc, torch.bool),
             out_info,
         )
+
+    def render(self) -> Any:
+        """The wrapped gymnasium vector env's frames (``make_vec(id, n, render_mode="rgb_array")``)."""
+        return self.env.render()
 
     def reward_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Not available for wrapped gymnasium envs."""

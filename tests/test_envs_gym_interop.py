@@ -355,3 +355,16 @@ def test_human_render_mode_draws_through_gymnasiums_window() -> None:
     assert renderer is not None and renderer.ref.render_mode == "human" and renderer.ref.screen is not None
     env.close()
     assert env.unwrapped._renderer is None
+
+
+@pytest.mark.usefixtures("pygame_headless")
+def test_wrapped_gymnasium_ids_render_through_the_adapter() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CartPole-v0 is an old version
+        ad = make_vec("CartPole-v0", 2, render_mode="rgb_array")
+        ref = gym.make("CartPole-v0", render_mode="rgb_array")
+    assert isinstance(ad, GymnasiumVecAdapter) and ad.render_mode == "rgb_array"
+    ad.reset(seed=0)
+    ref.reset(seed=0)
+    frames = ad.render()
+    assert len(frames) == 2 and np.array_equal(frames[0], ref.render())
