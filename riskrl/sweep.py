@@ -480,7 +480,10 @@ def sigterm_as_interrupt() -> Iterator[None]:
     stops its workers and Ray tasks on ``kill`` as on Ctrl-C."""
     import threading
 
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
+        signal.SIG_DFL,
+        None,
+    ):  # another thread, or the caller (e.g. the CLI) handles SIGTERM already
         yield
         return
 
