@@ -93,18 +93,18 @@ def test_sac_docs_example_with_bayes_mpc(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_chunked_learn_counts_every_chunk() -> None:
     model = BayesDQN("MlpPolicy", "CartPole-v1", seed=0, **DQN_KW)
-    model.learn(300)
-    model.learn(300, reset_num_timesteps=False)
-    assert model.num_timesteps == 600
+    model.learn(150)
+    model.learn(150, reset_num_timesteps=False)
+    assert model.num_timesteps == 300
     for _ in range(2):  # the SB3 guide's "continue training" loop
-        model.learn(total_timesteps=100, reset_num_timesteps=False)
-    assert model.num_timesteps == 800
-    model.learn(100)  # reset_num_timesteps=True: a fresh count, as in SB3
-    assert model.num_timesteps == 100
-    model.learn_until(250)  # riskrl's explicit "up to a total" call
-    assert model.num_timesteps == 250
-    model.learn_until(200)  # already past it: nothing to do
-    assert model.num_timesteps == 250
+        model.learn(total_timesteps=50, reset_num_timesteps=False)
+    assert model.num_timesteps == 400
+    model.learn(60)  # reset_num_timesteps=True: a fresh count, as in SB3
+    assert model.num_timesteps == 60
+    model.learn_until(130)  # riskrl's explicit "up to a total" call
+    assert model.num_timesteps == 130
+    model.learn_until(100)  # already past it: nothing to do
+    assert model.num_timesteps == 130
 
 
 def test_custom_callback_logs_a_value_to_tensorboard(tmp_path: Path) -> None:
