@@ -142,6 +142,8 @@ class BenchConfig:
     risk_tolerance: float = 0.0
     agent_kwargs: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     eval_seed: int = 10_000
+    #: domain randomization of the training envs (riskrl agents and SB3 alike): ``{name: (low, high)}``
+    randomize: dict[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise ValueError naming the first problem with this configuration."""
@@ -157,6 +159,8 @@ class BenchConfig:
                 agent_class(algo)
         if int(self.total_timesteps) < 1 or int(self.eval_every) < 1:
             raise ValueError("total_timesteps and eval_every must be >= 1")
+        if self.randomize:
+            make_vec(self.env_id, num_envs=1, randomize=self.randomize)  # ValueError naming a bad range
 
 
 def _eval(policy: Any, cfg: BenchConfig, n: int, perturb: dict[str, Any] | None = None) -> dict[str, float]:
@@ -203,12 +207,21 @@ def _run_bench_job(cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str |
     if algo.startswith("sb3:"):
         name = algo[4:]
         n_envs = SB3_ZOO[(name, cfg.env_id)][0]
-        venv = SB3VecEnv(make_vec(cfg.env_id, num_envs=n_envs, autoreset_mode=AutoresetMode.SAME_STEP))
+        venv = SB3VecEnv(
+            make_vec(
+                cfg.env_id,
+                num_envs=n_envs,
+                autoreset_mode=AutoresetMode.SAME_STEP,
+                randomize=cfg.randomize or None,
+            )
+        )
         policy: Any = make_sb3_model(name, cfg.env_id, seed, env=venv)
     else:
-        policy = agent_class(algo)(
-            cfg.env_id, risk_tolerance=cfg.risk_tolerance, seed=int(seed), **cfg.agent_kwargs.get(algo, {})
-        )
+        kwargs = cfg.agent_kwargs.get(algo, {})
+        env: Any = cfg.env_id
+        if cfg.randomize:
+            env = make_vec(cfg.env_id, num_envs=int(kwargs.get("num_envs", 1)), randomize=cfg.randomize)
+        policy = agent_class(algo)(env, risk_tolerance=cfg.risk_tolerance, seed=int(seed), **kwargs)
     policy.learn(int(cfg.total_timesteps), callback=_Curve())
     train_seconds = time.perf_counter() - start - eval_seconds
     checkpoint = None

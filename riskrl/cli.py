@@ -39,6 +39,33 @@ class UsageError(Exception):
 _FILE_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
 
 
+def _range(text: str) -> tuple[str, tuple[float, float]]:
+    """``--randomize NAME=LOW:HIGH`` -> ``(NAME, (LOW, HIGH))``."""
+    name, eq, rng = text.partition("=")
+    lo, colon, hi = rng.partition(":")
+    try:
+        if not (eq and colon and name.strip()):
+            raise ValueError
+        pair = (float(lo), float(hi))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=LOW:HIGH (e.g. length=0.25:1.5), got {text!r}"
+        ) from None
+    return name.strip(), pair
+
+
+def randomize_option(p: argparse.ArgumentParser) -> None:
+    """``--randomize NAME=LOW:HIGH`` (repeatable): domain randomization of the training envs."""
+    p.add_argument(
+        "--randomize",
+        type=_range,
+        action="append",
+        metavar="NAME=LOW:HIGH",
+        help="train with domain randomization: redraw this physical parameter per env at every reset "
+        "(repeatable), e.g. length=0.25:1.5",
+    )
+
+
 def _user(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call ``fn`` on user input: its ValueError / TypeError is the user's mistake (exit 2).
 
@@ -230,6 +257,17 @@ def _done(paths: dict[str, Path] | list[Path], what: str) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def _randomized_env(
+    env_id: str, randomize: dict[str, tuple[float, float]], num_envs: int, device: str
+) -> Any:
+    """The batched env for ``--randomize`` (domain randomization); the id itself without it."""
+    if not randomize:
+        return env_id
+    from riskrl.envs import make_vec
+
+    return _user(make_vec, env_id, num_envs=num_envs, device=device, randomize=randomize)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from riskrl.agents import agent_class
     from riskrl.atomic import atomic_write_bytes
@@ -239,8 +277,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     hyper = _hyperparameters(args.set, cls)
     out = _run_dir(args.out, f"runs/train-{args.agent}-{args.env}-seed{args.seed}")
     with _removed_if_empty(out):
+        env = _randomized_env(args.env, args.randomize, int(hyper.get("num_envs", 1)), args.device)
         agent = _user(
-            cls, args.env, risk_tolerance=args.risk_tolerance, seed=args.seed, device=args.device, **hyper
+            cls, env, risk_tolerance=args.risk_tolerance, seed=args.seed, device=args.device, **hyper
         )
         agent.learn(args.steps, progress_bar=not args.quiet, log_dir=out)
         model_path = agent.save(out / "model.riskrl")
@@ -249,6 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "env": args.env,
         "steps": args.steps,
         "seed": args.seed,
+        "randomize": args.randomize,
         "model": str(model_path),
     }
     atomic_write_bytes(out / "train.json", json.dumps(summary, indent=1).encode())
@@ -400,6 +440,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         final_eval_episodes=args.final_episodes,
         shift=args.shift,
         risk_tolerance=args.risk_tolerance,
+        randomize=args.randomize,
     )
     _user(cfg.validate)
     out = _run_dir(args.out, f"runs/bench-{args.env}")
@@ -490,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--risk-tolerance", type=_finite_float, default=0.0, help="> 0 averse, 0 neutral, < 0 optimistic"
     )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="agent hyperparameter (repeatable)")
+    randomize_option(p)
     p.add_argument("--out", help="run directory (default: runs/train-AGENT-ENV-seedN)")
     common(p)
     p.set_defaults(func=cmd_train)
@@ -554,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-episodes", type=_positive_int, default=100)
     p.add_argument("--shift", type=_perturbation, default=None, help="shifted dynamics, e.g. length=1.0")
     p.add_argument("--risk-tolerance", type=_finite_float, default=0.0)
+    randomize_option(p)
     p.add_argument("--workers", type=_positive_int, default=1)
     p.add_argument("--out", help="run directory (default: runs/bench-ENV)")
     common(p)
@@ -595,6 +638,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     debug = bool(getattr(args, "debug", False)) or os.environ.get("RISKRL_DEBUG", "") not in ("", "0")
+    if hasattr(args, "randomize"):
+        args.randomize = dict(args.randomize or [])
     if getattr(args, "shift", "unset") is None:
         from riskrl.sweep import Perturbation
 

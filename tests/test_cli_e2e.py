@@ -85,3 +85,24 @@ def test_demo_end_to_end_tiny(tmp_path: Path) -> None:
     assert demo["config"]["steps"] == 300 and demo["provenance"]["riskrl"]
     for png in ("bench.png", "sweep.png", "robustness.png"):
         assert (out / png).stat().st_size > 1000
+
+
+def test_train_with_domain_randomization_and_bad_ranges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from riskrl.agents import load_agent
+    from riskrl.cli import main
+
+    out = tmp_path / "dr"
+    argv = ["train", "--steps", "200", "--set", "hidden=16,16", "--randomize", "length=0.25:1.5", "--quiet"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert json.loads((out / "train.json").read_text())["randomize"] == {"length": [0.25, 1.5]}
+    assert load_agent(out / "model.riskrl").predict([0.0, 0.0, 0.05, 0.0])[0] in (0, 1)
+    capsys.readouterr()
+    assert main(["train", "--randomize", "length=0:1.5", "--out", str(tmp_path / "a")]) == 2
+    assert "length must be > 0" in capsys.readouterr().err
+    assert main(["bench", "--randomize", "lenght=0.1:1", "--out", str(tmp_path / "b")]) == 2
+    assert "lenght" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--randomize", "length=abc"])
+    assert exc.value.code == 2 and "NAME=LOW:HIGH" in capsys.readouterr().err
