@@ -234,3 +234,5 @@ def test_conv_and_image_shape_errors() -> None:
     mlp = BayesMLP(64, 3, hidden=(8,), image_shape=(1, 8, 8))
     imgs = torch.randn(3, 1, 8, 8)
     torch.testing.assert_close(mlp(imgs), mlp(imgs.flatten(1)))
+    p = mlp.particles(2, generator=_gen())
+    torch.testing.assert_close(p(imgs), p(imgs.flatten(1)))

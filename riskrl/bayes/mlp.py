@@ -458,7 +458,7 @@ class BayesMLP(nn.Module):
             noise_std=self._noise_for(n),
             prior_layers=prior_draws,
             prior_scale=self.prior_scale,
-            image_shape=self.image_shape if self.conv_channels else None,
+            image_shape=self.image_shape,
             likelihood=self.likelihood,
         )
 

@@ -248,7 +248,7 @@ class Particles:
         """Network output in standardised units: ``(mean, logvar or None)``, each ``(n, B, out)``."""
         x = self._check(x)
         h = (x - self.x_mean) / self.x_std
-        if self.image_shape is not None:
+        if self.image_shape is not None and self.layers[0].conv is not None:
             h = h.unflatten(-1, self.image_shape)
             if h.dim() == 5:  # (n, B, C, H, W) -> the conv layout (B, n, C, H, W)
                 h = h.transpose(0, 1)
