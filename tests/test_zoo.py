@@ -71,15 +71,17 @@ def _monitor_lengths(folder: Path) -> list[int]:
 def zoo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """One python process (imports cost seconds): rl-zoo train, enjoy, plot_train and an Optuna study."""
     tmp_path = tmp_path_factory.mktemp("zoo")
+    (tmp_path / "results").mkdir()
     out = _zoo(
         tmp_path,
-        f"train --algo bayes_dqn --env CartPole-v1 -n 300 --eval-freq 100 --eval-episodes 2 --save-freq 150 "
+        f"train --algo bayes_dqn --env CartPole-v1 -n 200 --eval-freq 100 --eval-episodes 2 --save-freq 100 "
         f"-f logs --seed 3 --hyperparams {TINY_DQN}",
         f"train --algo bayes_mpc --env Pendulum-v1 -n 60 --eval-freq -1 -f logs --seed 1 --hyperparams {TINY_MPC}",
         "enjoy --algo bayes_dqn --env CartPole-v1 -f logs -n 120 --no-render",
         "enjoy --algo bayes_mpc --env Pendulum-v1 -f logs -n 30 --no-render",
         f"plot_train --algo bayes_dqn --env CartPole-v1 --exp-folder logs -w 2 {tmp_path / 'curve'}",
-        "train --algo bayes_dqn --env CartPole-v1 -n 200 -optimize --n-trials 2 --n-jobs 1 --sampler random "
+        "all_plots -a bayes_dqn -e CartPole-v1 -f logs -o results/bayes_dqn --no-display",
+        "train --algo bayes_dqn --env CartPole-v1 -n 120 -optimize --n-trials 2 --n-jobs 1 --sampler random "
         "--pruner none --n-evaluations 1 --eval-episodes 2 --no-optim-plots -f optuna --seed 3 "
         "--hyperparams learning_starts:50 n_members:3",
     )
@@ -95,33 +97,35 @@ def test_train_enjoy_and_plot_through_rl_zoo(zoo_run: tuple[Path, str]) -> None:
         "best_model.zip",
         "evaluations.npz",
         "0.monitor.csv",
-        "rl_model_150_steps.zip",
-        "rl_model_300_steps.zip",
+        "rl_model_100_steps.zip",
+        "rl_model_200_steps.zip",
     } <= names
     assert {"config.yml", "args.yml", "command.txt"} <= {p.name for p in (run / "CartPole-v1").iterdir()}
     agent = load_agent(run / "CartPole-v1.zip")  # riskrl's safe format under rl-zoo's name
-    assert type(agent).__name__ == "BayesDQN" and agent.num_timesteps == 300
+    assert type(agent).__name__ == "BayesDQN" and agent.num_timesteps == 200
     assert agent.config.hidden == (16, 16) or list(agent.config.hidden) == [16, 16]
-    assert load_agent(run / "rl_model_150_steps.zip").num_timesteps == 150
+    assert load_agent(run / "rl_model_100_steps.zip").num_timesteps == 100
     with zipfile.ZipFile(run / "best_model.zip") as zf:  # no pickle inside, unlike an SB3 .zip
         assert sorted(zf.namelist()) == ["manifest.json", "tensors.safetensors"]
     # the agent trained on rl-zoo's own Monitor-wrapped env: its episodes are in rl-zoo's monitor file
     lengths = _monitor_lengths(run)
-    assert lengths and 300 - 500 < sum(lengths) <= 300
+    assert lengths and 200 - 500 < sum(lengths) <= 200
     evals = np.load(run / "evaluations.npz")
-    assert evals["timesteps"].tolist() == [100, 200, 300] and evals["results"].shape == (3, 2)
+    assert evals["timesteps"].tolist() == [100, 200] and evals["results"].shape == (2, 2)
     mpc_run = tmp_path / "logs" / "bayes_mpc" / "Pendulum-v1_1"
     mpc = load_agent(mpc_run / "Pendulum-v1.zip")
     assert type(mpc).__name__ == "BayesMPC" and mpc.num_timesteps == 60 and len(mpc.buffer) == 60
     assert "Loading logs/bayes_mpc/Pendulum-v1_1/Pendulum-v1.zip" in out  # enjoy loaded and ran it
     assert "Mean reward" in out  # enjoy's CartPole episodes finished under rl-zoo's loop
     assert "PLOT_LINES [1]" in out and (tmp_path / "curve.png").stat().st_size > 0
+    # all_plots reads the evaluations.npz files: its results table has the CartPole row
+    assert "|CartPole-v1 |" in out and (tmp_path / "results" / "bayes_dqn.pkl").exists()
 
 
 def test_optuna_study_with_a_risk_tolerance_search_space(zoo_run: tuple[Path, str]) -> None:
     tmp_path, _ = zoo_run
     reports = list(
-        (tmp_path / "optuna" / "bayes_dqn").glob("report_CartPole-v1_2-trials-200-random-none_*.csv")
+        (tmp_path / "optuna" / "bayes_dqn").glob("report_CartPole-v1_2-trials-120-random-none_*.csv")
     )
     assert len(reports) == 1 and reports[0].with_suffix(".pkl").exists()
     with open(reports[0]) as fh:
