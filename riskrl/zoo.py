@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 try:
     import optuna
     import rl_zoo3
@@ -89,8 +91,6 @@ class _ZooPaths:
         tensorboard_log = kwargs.pop("tensorboard_log", None)
         kwargs.pop("policy", None)
         if device == "auto":
-            import torch
-
             device = "cuda" if torch.cuda.is_available() else "cpu"
         agent = super().load(p, env=as_batched_env(env, device), device=device)  # type: ignore[misc]
         changed = {
