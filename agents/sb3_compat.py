@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 import weakref
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -32,11 +34,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "POLICY_NAMES",
+    "SCHEDULE_KEYS",
     "AgentPolicy",
     "NextStepVecEnv",
     "VecEnvAdapter",
     "as_batched_env",
+    "check_custom_objects",
+    "resolve_auto_device",
     "sb3_constructor_args",
+    "sb3_load_path",
+    "sb3_save_path",
     "vec_normalize_of",
 ]
 
@@ -92,11 +99,44 @@ def sb3_constructor_args(
         if "hidden" in hyperparams:
             raise ValueError("give the network widths once: hidden=... or policy_kwargs=dict(net_arch=...)")
         hyperparams["hidden"] = [int(w) for w in arch]
-    if isinstance(device, str) and device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_auto_device(device)
     if is_sb3_vec_env(env):
         env = VecEnvAdapter(env, device=device if isinstance(device, (str, torch.device)) else "cpu")
     return env, risk_tolerance, device, hyperparams
+
+
+#: What SB3 code (rl-zoo's ``enjoy``) passes as ``custom_objects`` to replace schedules; riskrl stores none.
+SCHEDULE_KEYS = frozenset({"learning_rate", "lr_schedule", "clip_range", "exploration_schedule"})
+
+
+def check_custom_objects(custom_objects: dict[str, Any] | None) -> None:
+    """Accept SB3's ``custom_objects`` only where nothing needs replacing: riskrl checkpoints hold no
+    pickled objects, so only the SB3 schedule names (:data:`SCHEDULE_KEYS`) pass (and are ignored)."""
+    unknown = sorted(set(custom_objects or {}) - SCHEDULE_KEYS)
+    if unknown:
+        raise ValueError(
+            f"custom_objects {unknown} cannot be applied: riskrl checkpoints hold no pickled objects to "
+            f"replace (only the SB3 schedules {sorted(SCHEDULE_KEYS)} are accepted, and ignored)"
+        )
+
+
+def resolve_auto_device(device: Any) -> Any:
+    """SB3's ``device="auto"``: CUDA when available, else the CPU; any other value unchanged."""
+    if isinstance(device, str) and device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def sb3_save_path(path: str | os.PathLike[str]) -> Path:
+    """SB3's save path rule: a path without a suffix gets ``.zip``."""
+    p = Path(path)
+    return p.with_suffix(".zip") if p.suffix == "" else p
+
+
+def sb3_load_path(path: str | os.PathLike[str]) -> Path:
+    """SB3's load path rule: ``path`` as given, else ``path.zip`` when ``path`` has no suffix."""
+    p = Path(path)
+    return p.with_suffix(".zip") if not p.exists() and p.suffix == "" else p
 
 
 def is_sb3_vec_env(env: Any) -> bool:

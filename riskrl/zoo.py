@@ -22,12 +22,11 @@ Needs the ``zoo`` extra: ``pip install "riskrl[zoo]"``.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 try:
     import optuna
@@ -41,15 +40,18 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 from riskrl.agents import BayesDQN as _BayesDQN
 from riskrl.agents import BayesMPC as _BayesMPC
 from riskrl.agents.base import Agent
-from riskrl.agents.sb3_compat import as_batched_env
+from riskrl.agents.sb3_compat import (
+    as_batched_env,
+    check_custom_objects,
+    resolve_auto_device,
+    sb3_load_path,
+    sb3_save_path,
+)
 
 __all__ = ["HYPERPARAMS_DIR", "ZOO_ALGOS", "BayesDQN", "BayesMPC", "default_conf_file", "main", "register"]
 
 #: The folder of riskrl's rl-zoo hyperparameter files (``<algo>.yml``).
 HYPERPARAMS_DIR = Path(__file__).parent / "zoo_hyperparams"
-
-# What rl-zoo's ``enjoy`` passes as ``custom_objects`` to zero SB3 schedules; riskrl stores none.
-_SCHEDULE_KEYS = frozenset({"learning_rate", "lr_schedule", "clip_range", "exploration_schedule"})
 
 
 class _ZooPaths:
@@ -57,8 +59,7 @@ class _ZooPaths:
 
     def save(self, path: str | Path, include_training_state: bool = True) -> Path:
         """Save in riskrl's safe format; a path without a suffix gets ``.zip``, as in SB3."""
-        p = Path(path)
-        return super().save(p.with_suffix(".zip") if p.suffix == "" else p, include_training_state)  # type: ignore[misc]
+        return super().save(sb3_save_path(path), include_training_state)  # type: ignore[misc]
 
     @classmethod
     def load(  # type: ignore[override]
@@ -77,30 +78,23 @@ class _ZooPaths:
         replace); ``seed``, ``verbose`` and ``tensorboard_log`` are set on the loaded agent;
         hyperparameters must equal the saved ones (a loaded network cannot change shape).
         """
-        p = Path(path)
-        if not p.exists() and p.suffix == "":
-            p = p.with_suffix(".zip")
-        unknown = sorted(set(custom_objects or {}) - _SCHEDULE_KEYS)
-        if unknown:
-            raise ValueError(
-                f"custom_objects {unknown} cannot be applied: riskrl checkpoints hold no pickled objects to "
-                f"replace (only the SB3 schedules {sorted(_SCHEDULE_KEYS)} are accepted, and ignored)"
-            )
+        check_custom_objects(custom_objects)
         seed = kwargs.pop("seed", None)
         verbose = kwargs.pop("verbose", None)
         tensorboard_log = kwargs.pop("tensorboard_log", None)
         kwargs.pop("policy", None)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        agent = super().load(p, env=as_batched_env(env, device), device=device)  # type: ignore[misc]
-        changed = {
-            k: v for k, v in kwargs.items() if k == "buffer_size" or getattr(agent.config, k, object()) != v
-        }
-        changed.pop("buffer_size", None)  # rl-zoo's enjoy shrinks SB3 buffers; riskrl's is in the file
-        if changed:
-            raise ValueError(
-                f"load() cannot change the saved hyperparameters {sorted(changed)}; train a new agent instead"
-            )
+        kwargs.pop("buffer_size", None)  # rl-zoo's enjoy shrinks SB3 buffers; riskrl's is in the file
+        overrides = {"risk_tolerance": kwargs.pop("risk_tolerance")} if "risk_tolerance" in kwargs else {}
+        device = resolve_auto_device(device)
+        path = sb3_load_path(path)
+        agent = super().load(path, env=as_batched_env(env, device), device=device, **overrides)  # type: ignore[misc]
+        if kwargs:
+            wanted = agent._make_config({**dataclasses.asdict(agent.config), **kwargs})
+            if wanted != agent.config:
+                changed = sorted(k for k in kwargs if getattr(wanted, k) != getattr(agent.config, k))
+                raise ValueError(
+                    f"load() cannot change the saved hyperparameters {changed}; train a new agent instead"
+                )
         agent.set_random_seed(seed)
         if verbose is not None:
             agent.verbose = int(verbose)

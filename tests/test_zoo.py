@@ -151,8 +151,15 @@ def test_zoo_classes_follow_sb3_path_conventions(tmp_path: Path) -> None:
     agent.learn(40)
     path = agent.save(tmp_path / "model")
     assert path == tmp_path / "model.zip" and path.exists()
-    loaded = BayesDQN.load(tmp_path / "model", custom_objects={"learning_rate": 0.0}, seed=4, buffer_size=1)
-    assert loaded.num_timesteps == 40 and loaded.seed == 4
+    loaded = BayesDQN.load(  # what rl-zoo passes: schedules, a seed, a dummy buffer, the YAML's values
+        tmp_path / "model",
+        custom_objects={"learning_rate": 0.0},
+        seed=4,
+        buffer_size=1,
+        hidden=[8],
+        risk_tolerance=1.5,
+    )
+    assert loaded.num_timesteps == 40 and loaded.seed == 4 and loaded.risk_tolerance == 1.5
     assert isinstance(RiskrlBayesDQN.load(path), RiskrlBayesDQN)  # one checkpoint kind for both
     with pytest.raises(ValueError, match="custom_objects"):
         BayesDQN.load(path, custom_objects={"policy_class": object})
