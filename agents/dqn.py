@@ -78,13 +78,19 @@ class BayesDQNConfig:
     ``"step"``; ``train_risk_tolerance`` (the risk knob used while exploring with ``"ucb"``,
     negative = optimistic); epsilon-greedy on top, decaying linearly from ``epsilon_start`` to
     ``epsilon_end`` over ``epsilon_decay_steps`` env steps after ``learning_starts``.
+
+    Offline (:meth:`BayesDQN.learn_offline`): ``beta >= 0`` (default ``1.0``) makes the TD targets
+    pessimistic, ``r + gamma * max_a' [mean_k Q_k(s', a') - beta * std_k Q_k(s', a')]`` across the
+    target members, shared by all members; ``0`` is the members' mean. Online training ignores it.
     """
 
     num_envs: int = 1
-    # (256, 256): with (64, 64) nets, 3 of 5 CartPole runs collapsed after reaching 500; wider nets
+    # (128, 128): with (64, 64) nets, 2 of 5 CartPole runs collapsed after reaching 500; wider nets
     # (or a smaller prior_scale) mostly stop that, likely because a small net spends its capacity
-    # offsetting the random prior net. Trials: experiments/results/bench_agents.md.
-    hidden: tuple[int, ...] = (256, 256)
+    # offsetting the random prior net. (128, 128) reached 500 on 5/5 seeds within 25k steps in
+    # session 2's trials (experiments/results/archive/bench_agents_session2.md) at about a third of
+    # (256, 256)'s update cost; time-to-threshold: experiments/results/wallclock.md.
+    hidden: tuple[int, ...] = (128, 128)
     family: str = "ensemble"
     n_members: int = 5
     prior_scale: float = 3.0
@@ -114,6 +120,10 @@ class BayesDQNConfig:
     epsilon_start: float = 0.0
     epsilon_end: float = 0.0
     epsilon_decay_steps: int = 10_000
+    # Offline learning (learn_offline): every member's TD target is the pessimistic
+    # ``mean - beta * std`` of the target Q across members (PBRL / SAC-N style), at the next action
+    # that maximises it. 1.0: see experiments/results/offline*.md. Online learn() ignores beta.
+    beta: float = 1.0
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -169,6 +179,9 @@ class BayesDQNConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value}")
             setattr(self, name, value)
         self.train_risk_tolerance = validate_risk_tolerance(self.train_risk_tolerance)
+        self.beta = finite_float("beta", self.beta)
+        if self.beta < 0:
+            raise ValueError(f"beta (offline pessimism) must be >= 0, got {self.beta}")
 
 
 def build_q_net(cfg: BayesDQNConfig, obs_dim: int, n_actions: int) -> BayesMLP | SharedTorsoEnsemble:
@@ -193,6 +206,20 @@ def build_q_net(cfg: BayesDQNConfig, obs_dim: int, n_actions: int) -> BayesMLP |
         prior_scale=cfg.prior_scale if cfg.family == "ensemble" else 0.0,
         dropout=cfg.dropout,
     )
+
+
+def _pessimistic_target(q_next: Tensor, q_select: Tensor, beta: float) -> Tensor:
+    """Per-member pessimistic next values ``(K, B)``: member ``k``'s target Q at the next action
+    minus ``beta`` times the members' std there (their mean is ``mean - beta * std``, PBRL-style).
+
+    The next action maximises ``mean - beta * std`` of ``q_select (K, B, A)`` (the online nets for
+    Double DQN); ``q_next (K, B, A)`` are the target nets' values.
+    """
+    k, b, _ = q_next.shape
+    select = q_select.mean(0) - beta * q_select.std(0, correction=0)
+    action = select.argmax(-1).view(1, b, 1).expand(k, b, 1)
+    q_a = q_next.gather(2, action).squeeze(-1)
+    return q_a - beta * q_a.std(0, correction=0)
 
 
 class BayesDQN(Agent):
@@ -354,7 +381,8 @@ class BayesDQN(Agent):
         self._grad_credit -= due
         return due
 
-    def _train_step(self) -> None:
+    def _train_step(self, beta: float | None = None) -> None:
+        """One gradient step; ``beta`` set: pessimistic targets (:meth:`_pessimistic_target`)."""
         cfg = self.config
         batch = self.buffer.sample_n_step(cfg.batch_size, cfg.n_step, cfg.gamma, generator=self.rng)
         b = cfg.batch_size
@@ -369,6 +397,9 @@ class BayesDQN(Agent):
             else:
                 next_actions = q_next_target.argmax(-1, keepdim=True)
             q_next = q_next_target.gather(2, next_actions).squeeze(-1)  # (n, B)
+            if beta is not None:  # offline: pessimistic targets (mean over members: mean - beta * std)
+                q_select = q_both[:, b:].detach() if cfg.double_q else q_next_target
+                q_next = _pessimistic_target(q_next_target, q_select, beta)
             target = batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * q_next
         if cfg.loss == "huber":
             per = F.smooth_l1_loss(q_taken, target, reduction="none")
@@ -391,6 +422,14 @@ class BayesDQN(Agent):
             self._update_target()
         if self._logger is not None and self._n_updates % 100 == 0:
             self.log_scalar("train/loss", float(loss.detach()))
+
+    # ------------------------------------------------------------------ learning from a dataset
+
+    def _dataset_actions(self, actions: Tensor) -> Tensor:
+        return actions - self.action_start  # the buffer stores 0-based action indices
+
+    def _offline_step(self) -> None:
+        self._train_step(beta=self.config.beta)
 
     @torch.no_grad()
     def _update_target(self) -> None:

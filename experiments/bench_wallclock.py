@@ -66,6 +66,8 @@ ACROBOT_ZOO: dict[str, tuple[int, dict[str, Any]]] = {
 # BayesMPC's MountainCarContinuous options (experiments/bench_agents_mpc.py: k=-5, w=1, terminal value).
 MCC_MPC = dict(disagreement_weight=1.0, terminal_value=True, horizon=30, train_freq=1000)
 MCC_RISK = -5.0
+# The cheaper posterior option: one (256, 256) torso, 5 heads with random prior heads.
+SHARED_TORSO = dict(shared_torso=True, hidden=[256, 256])
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ class Entry:
     """One benchmarked (env, algo): step budget, evaluation cadence and the stopping return."""
 
     env_id: str
-    algo: str  # "BayesDQN", "BayesMPC", "SB3-DQN", "SB3-PPO", "SB3-SAC"
+    algo: str  # "BayesDQN[-variant]", "BayesMPC", "SB3-DQN", "SB3-PPO", "SB3-SAC"
     budget: int
     eval_every: int
     eval_episodes: int
@@ -88,13 +90,14 @@ class Entry:
 
 ENTRIES: list[Entry] = [
     Entry("CartPole-v1", "BayesDQN", 25_000, 1_000, 20, stop_at=500.0),
+    Entry("CartPole-v1", "BayesDQN-shared-torso", 25_000, 1_000, 20, stop_at=500.0, hyperparams=SHARED_TORSO),
     Entry("CartPole-v1", "SB3-DQN", 50_000, 1_000, 20),
     Entry("CartPole-v1", "SB3-PPO", 100_000, 2_048, 20),
     Entry("Acrobot-v1", "BayesDQN", 50_000, 1_000, 20),
     Entry("Acrobot-v1", "SB3-DQN", 100_000, 2_000, 20),
     Entry("Acrobot-v1", "SB3-PPO", 200_000, 4_096, 20),
-    Entry("Pendulum-v1", "BayesMPC", 5_000, 500, 10),
-    Entry("Pendulum-v1", "SB3-SAC", 20_000, 1_000, 10),
+    Entry("Pendulum-v1", "BayesMPC", 5_000, 500, 5),
+    Entry("Pendulum-v1", "SB3-SAC", 20_000, 500, 5),
     Entry(
         "MountainCarContinuous-v0", "BayesMPC", 5_000, 500, 10, hyperparams=MCC_MPC, risk_tolerance=MCC_RISK
     ),
@@ -138,6 +141,10 @@ class Clock:
         self.eval_seconds += time.perf_counter() - t0
         mean = float(result.mean)
         self.curve.append({"steps": int(steps), "train_seconds": train_s, "return": mean})
+        print(
+            f"{self.entry.env_id} {self.entry.algo}: {steps} steps, {train_s:.1f} s, return {mean:.1f}",
+            flush=True,
+        )
         if mean >= self.entry.threshold and self.first["steps"] is None:
             self.first = {"steps": int(steps), "seconds": train_s}
         if mean >= self.stop_at and self.first_stop["steps"] is None:
@@ -146,10 +153,10 @@ class Clock:
 
 
 def _make_model(entry: Entry, seed: int, extra: dict[str, Any]) -> Any:
-    if entry.algo in ("BayesDQN", "BayesMPC"):
+    if entry.algo.startswith("Bayes"):
         from riskrl.agents import BayesDQN, BayesMPC
 
-        cls = BayesDQN if entry.algo == "BayesDQN" else BayesMPC
+        cls = BayesDQN if entry.algo.startswith("BayesDQN") else BayesMPC
         return cls(
             entry.env_id, seed=seed, risk_tolerance=entry.risk_tolerance, **{**entry.hyperparams, **extra}
         )
@@ -389,11 +396,16 @@ def main(argv: list[str] | None = None) -> None:
     }
     os.environ["OMP_NUM_THREADS"] = "1"
     t0 = time.perf_counter()
-    if args.workers <= 1:
-        runs = [_job(j) for j in jobs]
-    else:
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            runs = list(pool.map(_job, jobs))
+    partial = Path(args.out).with_suffix(".partial.jsonl")  # every finished run, as soon as it ends
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text("")
+    runs = []
+    with ProcessPoolExecutor(max(args.workers, 1), mp_context=get_context("spawn")) as pool:
+        for run in pool.map(_job, jobs):
+            runs.append(run)
+            with partial.open("a") as f:
+                f.write(json.dumps(run) + "\n")
+    partial.unlink()
     meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["wall_seconds"] = time.perf_counter() - t0
     write_report(runs, meta, Path(args.out))
