@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> None:
         if a not in known_algos:
             parser.error(f"unknown algo {a!r}; known: {sorted(known_algos)}")
     entries = [e for e in ENTRIES if e.env_id in envs and (not algos or e.algo in algos)]
+    entries.sort(key=lambda e: envs.index(e.env_id))  # --envs order: put the longest runs first
     if args.quick:
         entries = [
             Entry(e.env_id, e.algo, 600, 300, 2, e.stop_at, e.hyperparams, e.risk_tolerance) for e in entries
