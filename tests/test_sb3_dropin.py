@@ -235,6 +235,15 @@ def test_sb3_vec_env_is_trained_on_directly(tmp_path: Path) -> None:
         len(np.loadtxt(p, delimiter=",", skiprows=2, ndmin=2)) for p in tmp_path.glob("*.monitor.csv")
     )
     assert monitored >= 1  # the episodes ran in the VecEnv that was passed, through its Monitor
+    data = model.buffer.all()
+    assert len(data["obs"]) == 200
+    term = data["terminated"].bool()
+    assert int(term.sum()) >= 1
+    # terminal transitions keep SB3's terminal_observation (a fallen pole), not the reset observation
+    nxt = data["next_obs"][term]
+    assert bool(((nxt[:, 2].abs() > 0.2094) | (nxt[:, 0].abs() > 2.4)).all())
+    live = data["next_obs"][~term]
+    assert bool((live[:, 2].abs() <= 0.2095).all())
 
 
 def test_set_env_set_random_seed_and_parameters() -> None:
