@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.logger import Logger
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from riskrl.checkpoint import (
     CheckpointError,
@@ -317,6 +318,124 @@ class Agent(ABC):
             target, False, callback, log_interval, tb_log_name, progress_bar,
             log_dir, checkpoint_every, checkpoint_dir,
         )  # fmt: skip
+
+    # ------------------------------------------------------------------ learning from a dataset
+
+    def learn_offline(
+        self,
+        dataset: Any,
+        gradient_steps: int,
+        *,
+        callback: MaybeCallback = None,
+        progress_bar: bool = False,
+        log_dir: str | Path | None = None,
+    ) -> Agent:
+        """Train for ``gradient_steps`` steps on a fixed :class:`riskrl.data.Dataset`; no env interaction.
+
+        The dataset (its spaces must be the agent's) is copied into the agent's replay buffer, with
+        its episode links (n-step targets stay inside episodes), and the agent trains on it only:
+        :class:`BayesDQN` with pessimistic targets (``mean - beta * std`` across posterior members),
+        :class:`BayesMPC` by fitting its dynamics model (and terminal value) to the data; both act on
+        ``mean - risk_tolerance * std`` as always. A later :meth:`learn` fine-tunes online, starting
+        from the dataset in the buffer (set ``learning_starts=0`` to skip random warm-up actions).
+
+        ``callback`` (SB3 callbacks, called once per gradient step), ``progress_bar`` and
+        ``log_dir`` (SB3's ``progress.csv`` / TensorBoard, written at the end) are those of
+        :meth:`learn`. ``num_timesteps`` counts env steps and is left unchanged.
+        """
+        steps = _check_timesteps(gradient_steps, "gradient_steps")
+        check = getattr(dataset, "check_spaces", None)
+        if not callable(check) or not callable(getattr(dataset, "next_index", None)):
+            raise ValueError(f"learn_offline needs a riskrl.data.Dataset, got {type(dataset).__name__}")
+        check(self.observation_space, self.action_space, what=f"this {type(self).__name__}'s env")
+        capacity = int(self.buffer.capacity)
+        if len(dataset) > capacity:
+            raise ValueError(
+                f"the dataset holds {len(dataset)} transitions, more than the replay buffer's "
+                f"buffer_size={capacity}; build the agent with buffer_size >= {len(dataset)}"
+            )
+        if log_dir is not None and self._custom_logger:
+            raise ValueError(
+                "learn_offline(log_dir=...) cannot be combined with a logger given to set_logger()"
+            )
+        cb = self._make_callback(callback, False, None, None)
+        self._load_dataset(dataset)
+        owned_logger = None
+        if not self._custom_logger:
+            owned_logger = configure_training_logger(
+                log_dir, self.verbose, self.tensorboard_log, f"{type(self).__name__}_offline", True
+            )
+            self._logger = owned_logger
+        total_timesteps = steps  # what SB3 callbacks read from ``locals``
+        cb.init_callback(self)  # type: ignore[arg-type]
+        cb.on_training_start(locals(), globals())
+        bar = (
+            tqdm(total=steps, desc=f"{type(self).__name__} learn_offline", unit="step")
+            if progress_bar
+            else None
+        )
+        started = time.time()
+        try:
+            self._offline_begin()
+            for step in range(steps):
+                self._offline_step()
+                if bar is not None:
+                    bar.update(1)
+                cb.update_locals({"gradient_step": step + 1})
+                if not cb.on_step():
+                    break
+            self._offline_end()
+        finally:
+            cb.on_training_end()
+            if bar is not None:
+                bar.close()
+            if self._logger is not None:
+                self._logger.record("offline/gradient_steps", steps)
+                self._logger.record("offline/dataset_size", len(dataset))
+                self._logger.record("time/time_elapsed", int(time.time() - started), exclude="tensorboard")
+                self._logger.dump(step=self.num_timesteps)
+            if owned_logger is not None:
+                owned_logger.close()
+                self._logger = None
+        return self
+
+    def _load_dataset(self, dataset: Any) -> None:
+        """Replace the replay buffer's content by ``dataset`` (rows in order, with episode links)."""
+        data = dataset.to(self.device)
+        n, buf = len(data), self.buffer
+        buf.next_index.fill_(-1)
+        buf.write_id.fill_(-1)
+        state = {
+            "pos": n % buf.capacity,
+            "size": n,
+            "obs": data.observations,
+            "next_obs": data.next_observations,
+            "actions": self._dataset_actions(data.actions),
+            "rewards": data.rewards,
+            "terminated": data.terminations.to(torch.float32),
+            "next_index": data.next_index(),
+            "write_id": torch.arange(n, device=self.device),
+            "last_row": torch.full((buf.n_envs,), -1, dtype=torch.int64, device=self.device),
+            "last_write_id": torch.full((buf.n_envs,), -1, dtype=torch.int64, device=self.device),
+            "n_written": str(n),
+        }
+        buf.load_state_dict(state)
+
+    def _dataset_actions(self, actions: Tensor) -> Tensor:
+        """Dataset actions in the replay buffer's encoding (as the env takes them by default)."""
+        return actions
+
+    def _offline_begin(self) -> None:
+        """Called once before the offline gradient steps (the buffer holds the dataset)."""
+        return None
+
+    def _offline_step(self) -> None:
+        """One offline gradient step on the replay buffer's data."""
+        raise NotImplementedError(f"{type(self).__name__} does not support learn_offline")
+
+    def _offline_end(self) -> None:
+        """Called once after the offline gradient steps."""
+        return None
 
     def _learn(
         self,

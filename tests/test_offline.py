@@ -1,0 +1,155 @@
+"""learn_offline: pessimistic DQN targets, MPC plans under a stubbed model, CI-sized offline runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import riskrl
+from riskrl.agents import BayesDQN, BayesMPC
+from riskrl.agents.callbacks import BaseCallback
+from riskrl.agents.dqn import _pessimistic_target
+from riskrl.data import collect
+from riskrl.envs import make_vec
+
+
+def balance(obs: torch.Tensor) -> torch.Tensor:
+    """Scripted CartPole expert (return 500)."""
+    return ((obs[:, 2] * 10 + obs[:, 3] * 2 + obs[:, 0] * 0.5 + obs[:, 1]) > 0).long()
+
+
+def swing_up(obs: torch.Tensor) -> torch.Tensor:
+    """Scripted Pendulum expert: energy pumping, PD control near the top (return about -120)."""
+    c, s, w = obs[:, 0], obs[:, 1], obs[:, 2]
+    energy = 0.5 * w**2 + 10 * (c - 1)
+    pd = torch.clamp(-10 * torch.atan2(s, c) - 2 * w, -2, 2)
+    return torch.where(c > 0.85, pd, torch.sign(w) * 2.0 * (energy < 0)).unsqueeze(1)
+
+
+# ----------------------------------------------------------------------------- stubbed posteriors
+
+
+def test_pessimistic_target_is_mean_minus_beta_std() -> None:
+    """Members' targets average to mean - beta * std at the action maximising that score."""
+    q = torch.tensor(
+        [  # (K=3, B=2, A=2)
+            [[1.0, 3.0], [0.0, 0.0]],
+            [[1.0, 0.0], [2.0, 0.5]],
+            [[1.0, 3.0], [4.0, 1.0]],
+        ]
+    )
+    mean, std = q.mean(0), q.std(0, correction=0)
+    for beta in (0.0, 0.5, 2.0):
+        target = _pessimistic_target(q, q, beta)
+        assert target.shape == (3, 2)
+        score = mean - beta * std
+        best = score.argmax(-1)
+        want = score.gather(1, best.unsqueeze(1)).squeeze(1)
+        torch.testing.assert_close(target.mean(0), want)
+        # each member keeps its own value, shifted by the shared penalty
+        q_best = q.gather(2, best.view(1, 2, 1).expand(3, 2, 1)).squeeze(-1)
+        torch.testing.assert_close(target, q_best - beta * q_best.std(0, correction=0))
+    # state 0: action 1 has the higher mean (2 > 1) but a spread; pessimism switches to action 0
+    assert _pessimistic_target(q, q, 0.0).mean(0)[0] == pytest.approx(2.0)
+    assert _pessimistic_target(q, q, 2.0).mean(0)[0] == pytest.approx(1.0)
+    # Double DQN: the selecting nets pick the action, the target nets score it
+    select = torch.zeros(3, 2, 2)
+    select[:, :, 1] = 1.0
+    torch.testing.assert_close(_pessimistic_target(q, select, 1.0).mean(0), mean[:, 1] - std[:, 1])
+
+
+class _StubParticles:
+    """Pendulum dynamics stub: obs (cos, sin, thetadot). Negative torque moves every particle to
+    theta = 0.3 (sure, penalty 0.09 per step); positive torque sends particles 0-3 upright
+    (penalty 0) and particle 4 to theta = 0.55 (penalty 0.3025): a better mean, with a spread."""
+
+    def mean_and_std(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state, action = x[..., :3], x[..., 3]
+        p = x.shape[0]
+        risky_theta = torch.zeros(p, 1)
+        risky_theta[-1] = 0.55
+        theta = torch.where(action > 0, risky_theta.expand(action.shape), torch.full_like(action, 0.3))
+        target = torch.stack([torch.cos(theta), torch.sin(theta), torch.zeros_like(theta)], -1)
+        return target - state, torch.zeros_like(state)
+
+
+def test_mpc_offline_plan_changes_with_risk_tolerance() -> None:
+    data = collect("random", "Pendulum-v1", 200, seed=0)
+    agent = BayesMPC(
+        "Pendulum-v1", seed=0, n_members=5, n_particles=5, horizon=5, population=64,
+        cem_iterations=3, sample_aleatoric=False, hidden=[8],
+    )  # fmt: skip
+    agent.learn_offline(data, 5)
+    assert agent.trained
+    agent.model.particles = lambda n, generator=None: _StubParticles()  # type: ignore[method-assign]
+    obs = torch.tensor([[1.0, 0.0, 0.0]])
+    first = {}
+    for rt in (0.0, 4.0):
+        agent.risk_tolerance = rt
+        agent._eval_dist = None
+        result = agent.plan(obs)
+        first[rt] = float(result.actions[0, 0, 0])
+    # neutral takes the better-on-average risky torque, averse a sure one (zero torque is sure too)
+    assert first[0.0] > 0 >= first[4.0]
+
+
+# ----------------------------------------------------------------------------- the learn_offline loop
+
+
+def test_learn_offline_then_fine_tune_online() -> None:
+    data = collect(balance, "CartPole-v1", 400, seed=0, num_envs=2, epsilon=0.2)
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(16,), learning_starts=0, buffer_size=1000)
+    calls = []
+
+    class Count(BaseCallback):
+        def _on_step(self) -> bool:
+            calls.append(self.n_calls)
+            return True
+
+    before = [p.detach().clone() for p in agent.q_net.parameters()]
+    agent.learn_offline(data, 30, callback=Count())
+    assert calls == list(range(1, 31)) and agent.num_timesteps == 0
+    assert agent._n_updates == 30
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.q_net.parameters()))
+    assert len(agent.buffer) == 400
+    assert torch.equal(agent.buffer.obs[:400], data.observations)
+    agent.learn(50)  # online fine-tuning continues on the dataset plus new transitions
+    assert agent.num_timesteps == 50 and 440 <= len(agent.buffer) <= 450  # reset steps add nothing
+    # the same seed and data give the same offline result
+    again = BayesDQN("CartPole-v1", seed=0, hidden=(16,), learning_starts=0, buffer_size=1000)
+    again.learn_offline(data, 30)
+    twin = BayesDQN("CartPole-v1", seed=0, hidden=(16,), learning_starts=0, buffer_size=1000)
+    twin.learn_offline(data, 30)
+    assert all(torch.equal(a, b) for a, b in zip(again.q_net.parameters(), twin.q_net.parameters()))
+    with pytest.raises(ValueError, match="beta"):
+        BayesDQN("CartPole-v1", beta=-1.0)
+    with pytest.raises(ValueError, match="gradient_steps"):
+        agent.learn_offline(data, -1)
+
+
+def test_offline_bayes_dqn_reaches_400_on_expert_cartpole() -> None:
+    """10k transitions of a scripted expert with 10% random actions: no episode fails, so the data
+    say nothing about which action is better except where the data are. The risk-averse policy
+    (risk_tolerance 2) acts where the ensemble is sure and balances the pole."""
+    data = collect(balance, "CartPole-v1", 10_000, seed=0, num_envs=4, epsilon=0.1)
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(64, 64), batch_size=128, bootstrap_p=0.5, beta=1.0)
+    agent.learn_offline(data, 2000)
+    agent.risk_tolerance = 2.0
+    result = riskrl.evaluate(agent, "CartPole-v1", 10, seed=1, bootstrap=False)
+    assert result.mean >= 400, result
+
+
+def test_offline_bayes_mpc_beats_random_on_medium_pendulum() -> None:
+    data = collect(swing_up, "Pendulum-v1", 2000, seed=0, num_envs=4, epsilon=0.7)  # medium: ~40% of expert
+    agent = BayesMPC("Pendulum-v1", seed=0, horizon=15, population=100, cem_iterations=3)
+    agent.learn_offline(data, 800)
+    assert math.isfinite(agent.last_model_loss)
+
+    def env():
+        return make_vec("Pendulum-v1", num_envs=2, max_episode_steps=100)
+
+    planned = riskrl.evaluate(agent, env(), 2, seed=1, bootstrap=False)
+    random = riskrl.evaluate(lambda o: torch.rand(o.shape[0], 1) * 4 - 2, env(), 2, seed=1, bootstrap=False)
+    assert planned.mean > 0.5 * random.mean, (planned.returns, random.returns)  # less than half the cost
