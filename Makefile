@@ -26,6 +26,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	# bsuite (tests/test_bsuite*.py, tests/test_deep_sea.py): its runtime deps, then bsuite itself without
+	# its unpinned plotnine/pandas analysis stack, so no package already in the venv changes version
+	$(PY) -m pip install --quiet dm-env immutabledict termcolor six scikit-image
+	$(PY) -m pip install --quiet --no-deps bsuite==0.3.6
 	if [ -n "$(ZOO)" ]; then \
 	  $(PY) -m pip freeze --exclude-editable > $(VENV)/pinned.txt && \
 	  $(PY) -m pip install --quiet -c $(VENV)/pinned.txt $(ZOO_DEPS) && \
