@@ -656,6 +656,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
+    git = git_commit()  # the code version at the start of the run
     x, y = load()
     seeds = CONFIG["seeds"][:1] if args.quick else CONFIG["seeds"]
     rows = [] if "quality" in args.skip else [r for s in seeds for r in run_seed(s, x, y, args.quick)]
@@ -667,7 +668,7 @@ def main() -> None:
     )
     speed = bench_speed(args.quick) if "speed" not in args.skip else []
     res: dict[str, Any] = {
-        "git": git_commit(),
+        "git": git,
         "config": {**CONFIG, "seeds_run": seeds, "quick": args.quick, "skipped": args.skip},
         "machine": f"{platform.processor() or platform.machine()} ({platform.system()})",
         "torch": torch.__version__,
