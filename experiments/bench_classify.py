@@ -525,6 +525,9 @@ def plot(summary: dict[str, Any], al: dict[str, Any], out: Path) -> list[str]:
         ax.plot(al["labels"], 100 * m, marker="o", markersize=3, label=crit)
         ax.fill_between(al["labels"], 100 * (m - s), 100 * (m + s), alpha=0.2)
     ax.set_xscale("log")
+    ticks = [n for n in al["labels"] if n in (20, 40, 60, 100, 150, 250, 500)]
+    ax.set_xticks(ticks, [str(n) for n in ticks])
+    ax.minorticks_off()
     ax.set_xlabel("labels")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(
