@@ -84,6 +84,8 @@ MAX_TENSORS = 10_000
 _MAX_ZIP_ENTRIES = 64
 _MAX_ZIP_DIRECTORY = 64 * 2**10
 _CHUNK = 2**20
+#: a deflated member may inflate at most this many times (riskrl writes members uncompressed)
+_MAX_DEFLATE_RATIO = 100
 _PICKLE_HINTS = (".pkl", ".pth", ".pt", "data", "version", "byteorder")
 
 
@@ -511,6 +513,13 @@ def _member(path: Path, zf: zipfile.ZipFile, name: str, bound: int, what: str) -
         raise CheckpointError(f"{path}: {what} is encrypted; refusing it")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise CheckpointError(f"{path}: {what} uses an unsupported compression ({info.compress_type})")
+    if info.compress_type == zipfile.ZIP_DEFLATED and info.file_size > max(
+        _MAX_DEFLATE_RATIO * info.compress_size, _CHUNK
+    ):
+        raise CheckpointError(
+            f"{path}: {what} inflates {info.file_size / max(info.compress_size, 1):.0f}-fold "
+            f"({info.compress_size} -> {info.file_size} bytes); refusing a decompression bomb"
+        )
     if info.file_size > bound:
         raise CheckpointError(
             f"{path}: {what} declares {info.file_size} bytes, more than the {bound} this checkpoint "

@@ -162,6 +162,19 @@ def build_corpus(tmp: Path, dqn: Path, mpc: Path) -> dict[str, tuple[Path, str]]
     cases["manifest_bomb_60mib"] = (_bomb(tmp / "manifest_bomb", dm, MANIFEST, 60 * 2**20, None), "manifest")
     cases["manifest_bomb_lying"] = (_bomb(tmp / "manifest_bomb_lie", dm, MANIFEST, 60 * 2**20, 2**19), "")
 
+    stored = st_save(dt)
+    text = json.dumps({**dm, "tensors_sha256": hashlib.sha256(stored).hexdigest()}).encode()
+    cases["tensor_declared_2gib"] = (
+        _raw_zip(
+            tmp / "tensor_declared_2gib",
+            [
+                (MANIFEST, text, 0, zlib.crc32(text), len(text)),
+                (TENSORS, stored, 0, zlib.crc32(stored), 2**31),
+            ],
+        ),
+        "declares",
+    )
+
     # --- config injections: refused before anything is allocated
     def cfg(**kw: Any) -> Callable[[dict, dict], None]:
         return lambda m, t: m["metadata"]["config"].update(kw)

@@ -115,8 +115,14 @@ def test_hostile_corpus_refused_in_bounded_memory(
 def test_tensor_bomb_refused_before_reading_its_data(corpus: dict[str, tuple[Path, str]]) -> None:
     path, _ = corpus["tensor_bomb_1gib"]
     assert path.stat().st_size < 2 * 2**20  # a 1 MB file that inflates to 1 GiB
-    with pytest.raises(CheckpointError, match=r"tensors\.safetensors declares 1073741824 bytes"):
+    with pytest.raises(CheckpointError, match=r"tensors\.safetensors inflates \d+-fold .*decompression bomb"):
         BayesDQN.load(path)
+    with pytest.raises(CheckpointError, match="decompression bomb"):
+        load_checkpoint(path)  # also without a config to derive a bound from
+    with pytest.raises(
+        CheckpointError, match=r"tensors\.safetensors declares 2147483648 bytes, more than the \d+"
+    ):
+        BayesDQN.load(corpus["tensor_declared_2gib"][0])
 
 
 def test_config_injection_refused_before_allocation(corpus: dict[str, tuple[Path, str]]) -> None:
