@@ -76,10 +76,11 @@ SCHEMES: dict[str, dict[str, Any]] = {
 #: bsuite's find_solution criteria: (threshold on the cumulative bad-episode fraction, first episode
 #: considered); deep_sea_stochastic is stricter so that luck with the env's noise does not count
 CRITERIA = {"deep_sea": (0.9, 1), "deep_sea_stochastic": (0.8, 100)}
-#: bsuite's published results (bsuite paper, Osband et al. 2020, and its baseline notebooks), quoted
+#: bsuite's published baselines on deep_sea (Osband et al. 2020, "Behaviour Suite for RL"), as issue #15
+#: summarises them; quoted, not rerun here
 REFERENCE = {
-    "boot_dqn": "deep_sea score 1.0 (solves every size N = 10..50 within 10k episodes)",
-    "dqn": "deep_sea score 0.0 (solves no size beyond dithering)",
+    "boot_dqn": "(20 members, randomized priors, 50-50 MLP) solves every size N = 10..50 within 10k episodes",
+    "dqn": "(epsilon-greedy) solves none",
 }
 
 
@@ -225,6 +226,22 @@ def _scores(runs: list[dict[str, Any]], logged: bool) -> dict[str, dict[str, flo
     return out
 
 
+def growth(runs: list[dict[str, Any]], experiment: str, scheme: str) -> dict[str, Any] | None:
+    """Fit of the mean episodes-to-solve (bsuite-logged) against N over the sizes where every seed solved:
+    the exponent ``b`` of ``episodes ~ N**b`` and the base ``c`` of ``episodes ~ c**N`` (dithering: 2)."""
+    points = []
+    for n in sorted({r["size"] for r in runs if r["experiment"] == experiment and r["scheme"] == scheme}):
+        rs = [r for r in runs if r["experiment"] == experiment and r["scheme"] == scheme and r["size"] == n]
+        if rs and all(r["solved_episode_bsuite_logged"] is not None for r in rs):
+            points.append((n, float(np.mean([r["solved_episode_bsuite_logged"] for r in rs]))))
+    if len(points) < 2:
+        return None
+    n, ep = np.array(points).T
+    power = float(np.polyfit(np.log(n), np.log(ep), 1)[0])
+    base = float(np.exp(np.polyfit(n, np.log(ep), 1)[0]))
+    return {"sizes": n.astype(int).tolist(), "mean_episodes": ep.tolist(), "power": power, "base": base}
+
+
 def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, config: dict) -> str:
     """The markdown report: episodes to solve per size and seed, scores, budget and what was not run."""
     schemes = [s for s in SCHEMES if any(r["scheme"] == s for r in runs)]
@@ -287,6 +304,24 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
                 if raised:
                     theirs += f"; raised on {raised} seed(s) with no size solved (score 0 by definition)"
             lines.append(f"| {exp} | {s} | {value:.2f} | {theirs} |")
+    fits = []
+    for exp in sorted({r["experiment"] for r in runs}):
+        for s in schemes:
+            g = growth(runs, exp, s)
+            if g is not None:
+                fits.append(
+                    f"| {exp} | {s} | {', '.join(map(str, g['sizes']))} | {g['power']:.1f} | {g['base']:.2f} |"
+                )
+    if fits:
+        lines += [
+            "",
+            "Growth of the mean episodes-to-solve with N, over the sizes where every seed solved (few sizes: "
+            "a rough fit; dithering needs ~2^N episodes):",
+            "",
+            "| experiment | scheme | sizes | episodes ~ N^b: b | episodes ~ c^N: c |",
+            "|---|---|---|---:|---:|",
+            *fits,
+        ]
     if bsuite_result and "error" in bsuite_result:
         lines += ["", f"bsuite's analysis failed: `{bsuite_result['error'][-300:]}`"]
     elif bsuite_result:
@@ -390,6 +425,9 @@ def main(argv: list[str] | None = None) -> None:
         "bsuite_analysis": bsuite_result,
         "score_recount_logged": _scores(runs, True),
         "score_recount_exact": _scores(runs, False),
+        "growth": {
+            f"{e}/{s}": growth(runs, e, s) for e in sorted({r["experiment"] for r in runs}) for s in SCHEMES
+        },
         "reference": REFERENCE,
     }
     md = summarise(runs, bsuite_result, config)
