@@ -399,9 +399,11 @@ class TorchVectorEnv(VectorEnv):
         # A fresh key for the autoreset hash RNG, drawn from the (seeded) generator, and a fresh count.
         self._key.fill_(int(torch.randint(0, 2**31, (1,), generator=self._gen, device=self.device).item()))
         self._counter.zero_()
+        # Drawn in float32 whatever the dtype, so a seed gives the same episodes in every precision
+        # (up to rounding), as the autoreset hash does (24-bit uniforms, exact in both).
         u = torch.rand(
-            self.state_dim, self.num_envs, generator=self._gen, device=self.device, dtype=self.dtype
-        )
+            self.state_dim, self.num_envs, generator=self._gen, device=self.device, dtype=torch.float32
+        ).to(self.dtype)
         if options:
             # As in gymnasium, options shape this reset only; autoresets keep the default bounds.
             defaults = (self._rlo, self._rspan)
