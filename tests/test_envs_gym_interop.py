@@ -368,3 +368,15 @@ def test_wrapped_gymnasium_ids_render_through_the_adapter() -> None:
     ref.reset(seed=0)
     frames = ad.render()
     assert len(frames) == 2 and np.array_equal(frames[0], ref.render())
+
+
+@pytest.mark.parametrize("cls", [CartPoleVecEnv, PendulumVecEnv])
+def test_a_seed_gives_the_same_episodes_in_both_precisions(cls) -> None:
+    """Switching to the float32 speed option keeps the seeded reset (and autoreset) states."""
+    envs = [cls(num_envs=64, max_episode_steps=3, dtype=d) for d in (torch.float64, torch.float32)]
+    obs = [e.reset(seed=7)[0] for e in envs]
+    torch.testing.assert_close(obs[1], obs[0], rtol=0, atol=1e-6)
+    a = torch.zeros(64, dtype=torch.int64) if cls is CartPoleVecEnv else torch.zeros(64, 1)
+    for _ in range(4):  # through a truncation and the autoreset step
+        obs = [e.step(a)[0] for e in envs]
+    torch.testing.assert_close(obs[1], obs[0], rtol=0, atol=1e-5)
