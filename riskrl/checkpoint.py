@@ -469,7 +469,8 @@ def _check_zip_directory(path: Path, fh: io.BufferedReader, head: bytes) -> None
     if n_total > _MAX_ZIP_ENTRIES or cd_size > _MAX_ZIP_DIRECTORY:
         raise CheckpointError(
             f"{path} is not a riskrl checkpoint: its zip directory lists {n_total} members "
-            f"({cd_size} bytes); a checkpoint has 2"
+            f"({cd_size} bytes); a checkpoint has 2 (torch.save and stable-baselines3 archives are "
+            "refused: riskrl never unpickles)"
         )
     fh.seek(0)
 
