@@ -265,7 +265,8 @@ def test_set_env_set_random_seed_and_parameters() -> None:
     for pa, pb in zip(a.policy.parameters(), b.policy.parameters()):
         torch.testing.assert_close(pa, pb, rtol=0, atol=0)
     assert isinstance(a.policy, torch.nn.Module)
-    assert a.policy.predict(obs[0])[0] == a.predict(obs[0])[0]
+    assert a.policy.predict(obs[0], deterministic=True)[0] == a.predict(obs[0])[0]
+    np.testing.assert_array_equal(a.policy(torch.as_tensor(obs)).numpy(), a.predict(obs)[0])
 
     a.set_env(gym.make("CartPole-v1"))
     a.learn(50, reset_num_timesteps=False)
