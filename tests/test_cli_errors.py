@@ -33,19 +33,6 @@ def _one_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
-def _run(*args: str, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("RISKRL_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "riskrl", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        **kwargs,
-    )
-
-
 def test_bad_perturb_value_is_a_one_line_user_error(model: Path, capsys) -> None:
     assert main(["evaluate", str(model), "--episodes", "2", "--perturb", "length=abc"]) == 2
     assert "--perturb length: expected a number, got 'abc'" in _one_line(capsys)
@@ -62,13 +49,9 @@ def test_crafted_files_never_print_a_traceback(model: Path, tmp_path: Path, caps
     deep = tmp_path / "deep.riskrl"
     deep.write_bytes(b"PK" + b"[" * 100_000)
     os.mkfifo(tmp_path / "fifo.riskrl")
-    for path in (deep, tmp_path / "fifo.riskrl", Path("/dev/zero"), tmp_path):
+    for path in (kind_list, deep, tmp_path / "fifo.riskrl", Path("/dev/zero"), tmp_path):
         assert main(["evaluate", str(path), "--episodes", "2"]) == 2
         assert "riskrl evaluate: error:" in _one_line(capsys)
-    done = _run("evaluate", str(kind_list), "--episodes", "2")  # once as a real process
-    assert done.returncode == 2, done.stderr
-    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "kind" in done.stderr
 
 
 def test_internal_errors_exit_1_and_point_to_debug(model: Path, tmp_path: Path, capsys, monkeypatch) -> None:
@@ -172,8 +155,12 @@ def test_sigterm_stops_a_sweep_and_its_workers(tmp_path: Path) -> None:
          "--episodes", "1", "--quiet", "--out", str(tmp_path / "sw")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
-    time.sleep(8)  # the workers are spawned and training
+    deadline = time.monotonic() + 90
+    while len(_children(proc.pid)) < 2 and time.monotonic() < deadline:  # the pool's workers exist
+        time.sleep(0.2)
+    time.sleep(1.0)
     children = _children(proc.pid)
+    assert len(children) >= 2
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
