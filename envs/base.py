@@ -509,7 +509,7 @@ class TorchVectorEnv(VectorEnv):
             info["episode"] = {"r": ep_r, "l": ep_l}
             info["_episode"] = done
         if self.render_mode is not None:
-            self._last_action = a
+            self._last_action = a.clone()  # frames of some envs show the last action (Pendulum's torque)
         if final_obs is not None:
             info["final_obs"] = self._noisy_obs(final_obs)
             info["_final_obs"] = done
