@@ -826,7 +826,12 @@ class Agent(ABC):
             check_spec(schema.metadata_spec(), {k: meta.get(k) for k in schema.metadata_spec()}, "metadata")
             limits = {**schema.CONFIG_LIMITS, **cls._checkpoint_limits()}
             config = schema.check_config(cls.config_class, meta["config"], limits)
-            spec, construct_bytes = cls._checkpoint_state_spec(config, meta)
+            try:
+                spec, construct_bytes = cls._checkpoint_state_spec(config, meta)
+            except CheckpointError:
+                raise
+            except (ValueError, TypeError, RuntimeError) as err:  # e.g. an unknown activation name
+                raise CheckpointError(f"metadata.config does not describe a valid network: {err}") from None
             spec_bytes = spec_max_bytes(spec)
             if construct_bytes + spec_bytes > int(max_memory):
                 raise CheckpointError(

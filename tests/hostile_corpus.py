@@ -244,6 +244,14 @@ def build_corpus(tmp: Path, dqn: Path, mpc: Path) -> dict[str, tuple[Path, str]]
     variant("seed_negative", r"seed", lambda m, t: m["metadata"].update(seed=-5))
     variant("config_unknown_field", r"unknown", cfg(rm_rf=True))
     variant("config_family_list", r"family", cfg(family=["ensemble"]))
+    variant("config_activation", r"activation|network", cfg(activation="rm -rf"))
+    variant(
+        "action_space_box_for_dqn",
+        r"action_space",
+        lambda m, t: m["metadata"].update(
+            action_space={"type": "Box", "shape": [1], "low": [-1.0], "high": [1.0]}
+        ),
+    )
     variant("format_version_true", r"format version", lambda m, t: m.update(format_version=True))
     variant("tensor_ref_twice", r"second time", _ref_twice)
     variant("header_bomb", r"header", lambda m, t: struct.pack("<Q", 2**60) + b"{}")
