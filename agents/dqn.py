@@ -358,7 +358,8 @@ class BayesDQN(Agent):
         done = terminated | truncated
         real_next = terminal_next_obs(next_obs, done, info) if self._same_step else next_obs
         # NEXT_STEP autoreset: the step after a done only resets that env (``_skip``), no transition.
-        add_valid(self.buffer.add, ~self._skip, obs, actions, reward, real_next, terminated, done)
+        valid = None if self._same_step else ~self._skip  # SAME_STEP: every step is a transition
+        add_valid(self.buffer.add, valid, obs, actions, reward, real_next, terminated, done)
         if not self._same_step:
             self._skip = done.clone()
         if cfg.thompson_resample == "episode":

@@ -418,7 +418,8 @@ class BayesMPC(Agent):
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
         done = terminated | truncated
         real_next = terminal_next_obs(next_obs, done, info) if self.same_step else next_obs
-        valid = ~self._pending_reset  # NEXT_STEP: the step after a done only resets the env
+        # NEXT_STEP: the step after a done only resets the env; SAME_STEP: every step is a transition
+        valid = None if self.same_step else ~self._pending_reset
         add_valid(self._add, valid, obs, action, reward, real_next, terminated, done)
         self._pending_reset = done.clone() if not self.same_step else torch.zeros_like(done)
         if self._train_dist is not None:  # envs that ended restart from the uninformed plan (no host sync)

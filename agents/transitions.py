@@ -32,11 +32,13 @@ def terminal_next_obs(next_obs: Tensor, done: Tensor, info: dict[str, Any]) -> T
     ``info["final_obs"]`` is a tensor for riskrl's envs and a numpy object array for gymnasium's own.
     """
     final = info.get("final_obs")
-    if final is None or not bool(done.any()):
+    if final is None:
         return next_obs
     mask = torch.as_tensor(info.get("_final_obs", done), device=next_obs.device).to(torch.bool)
-    if isinstance(final, Tensor):
+    if isinstance(final, Tensor):  # riskrl's envs: masked on the device, no host sync
         return torch.where(mask.unsqueeze(-1), final.to(next_obs), next_obs)
+    if not bool(done.any()):
+        return next_obs
     rows = [
         torch.as_tensor(f, dtype=next_obs.dtype, device=next_obs.device)
         if m and f is not None
@@ -48,7 +50,7 @@ def terminal_next_obs(next_obs: Tensor, done: Tensor, info: dict[str, Any]) -> T
 
 def add_valid(
     add: Callable[..., None],
-    valid: Tensor,
+    valid: Tensor | None,
     obs: Tensor,
     actions: Tensor,
     rewards: Tensor,
@@ -58,8 +60,11 @@ def add_valid(
 ) -> None:
     """Store the transitions of the envs in ``valid`` through
     ``add(obs, actions, rewards, next_obs, terminated, done, env_index)``: every env at once
-    (``env_index=None``) when all are valid, else the valid rows with their env indices."""
-    if bool(valid.all()):
+    (``env_index=None``) when all are valid, else the valid rows with their env indices.
+
+    ``valid=None`` means every env is valid (SAME_STEP autoreset): no host sync. A mask needs one
+    (how many rows to store is decided on the host)."""
+    if valid is None or bool(valid.all()):
         add(obs, actions, rewards, next_obs, terminated, done, None)
     elif bool(valid.any()):
         envs = valid.nonzero().squeeze(1)

@@ -22,7 +22,11 @@ def test_terminal_obs_from_tensor_and_numpy_object_array() -> None:
     objs = np.array([None, np.array([5.0, 6.0]), None], dtype=object)
     out = terminal_next_obs(next_obs, done, {"final_obs": objs, "_final_obs": done.numpy()})
     assert out.tolist() == [[0, 0], [5, 6], [0, 0]]
-    assert terminal_next_obs(next_obs, torch.zeros(3, dtype=torch.bool), {"final_obs": final}) is next_obs
+    # nothing ended: next_obs unchanged (a tensor final_obs is masked on the device, no host sync)
+    assert torch.equal(
+        terminal_next_obs(next_obs, torch.zeros(3, dtype=torch.bool), {"final_obs": final}), next_obs
+    )
+    assert terminal_next_obs(next_obs, torch.zeros(3, dtype=torch.bool), {"final_obs": objs}) is next_obs
 
 
 def test_autoreset_modes() -> None:
