@@ -89,17 +89,22 @@ def batched_settings(env: gymnasium.Env) -> tuple[type[TorchVectorEnv], dict[str
     ref_class = load_env_creator(gymnasium.spec(env_id).entry_point)
     if type(base) is not ref_class:
         return f"its class {type(base).__name__} is not gymnasium's {ref_class.__name__}"
+    # mapped parameters: read from the env (instance or class attribute), compared with riskrl's defaults
+    for name, attr in cls.gym_attributes.items():
+        value = float(getattr(base, attr))
+        if value != cls.param_defaults[name]:
+            kwargs[name] = value
+    # every other setting must be gymnasium's default (or one riskrl's constructor takes)
     ref = ref_class()
-    to_param = {attr: name for name, attr in cls.gym_attributes.items()}
     for attr, value in vars(base).items():
-        if attr in _IGNORED or (not hasattr(ref, attr) and attr.startswith("_")):
+        if attr in _IGNORED or attr in cls.gym_attributes.values():
+            continue
+        if not hasattr(ref, attr) and attr.startswith("_"):
             continue
         default = getattr(ref, attr, None)
         if isinstance(value, gymnasium.Space) or _same(value, default):
             continue
-        if attr in to_param:
-            kwargs[to_param[attr]] = float(value)
-        elif attr == "goal_velocity" and "goal_velocity" in cls.__init__.__code__.co_varnames:
+        if attr == "goal_velocity" and "goal_velocity" in cls.__init__.__code__.co_varnames:
             kwargs["goal_velocity"] = float(value)
         elif attr in ("total_mass", "polemass_length", "low", "high"):
             continue  # derived from other attributes: checked below
@@ -107,9 +112,8 @@ def batched_settings(env: gymnasium.Env) -> tuple[type[TorchVectorEnv], dict[str
             return (
                 f"its attribute {attr}={value!r} (default {default!r}) has no counterpart in {cls.__name__}"
             )
-    if (
-        cls.env_id == "CartPole-v1"
-    ):  # gymnasium derives these once in __init__; stale values change the physics
+    # gymnasium derives these once in __init__; stale values would change its physics, not ours
+    if cls.env_id == "CartPole-v1":
         if not (
             math.isclose(base.total_mass, base.masspole + base.masscart, rel_tol=1e-12)
             and math.isclose(base.polemass_length, base.masspole * base.length, rel_tol=1e-12)

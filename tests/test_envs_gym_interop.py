@@ -380,3 +380,22 @@ def test_a_seed_gives_the_same_episodes_in_both_precisions(cls) -> None:
     for _ in range(4):  # through a truncation and the autoreset step
         obs = [e.step(a)[0] for e in envs]
     torch.testing.assert_close(obs[1], obs[0], rtol=0, atol=1e-5)
+
+
+def test_batched_settings_reads_every_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gymnasium.envs.classic_control.acrobot import AcrobotEnv
+
+    from riskrl.envs import AcrobotVecEnv, MountainCarVecEnv, batched_settings
+
+    monkeypatch.setattr(AcrobotEnv, "LINK_MASS_1", 2.0)  # a class attribute, as gymnasium's docs suggest
+    assert batched_settings(gym.make("Acrobot-v1")) == (
+        AcrobotVecEnv,
+        {"max_episode_steps": 500, "link_mass_1": 2.0},
+    )
+    nips = gym.make("Acrobot-v1")
+    nips.unwrapped.book_or_nips = "nips"
+    assert "book_or_nips" in batched_settings(nips)
+    cls, kw = batched_settings(gym.make("MountainCar-v0", goal_velocity=0.02))
+    assert cls is MountainCarVecEnv and kw["goal_velocity"] == 0.02
+    assert cls(**kw).goal_velocity == 0.02
+    assert "not one of riskrl's batched envs" in batched_settings(gym.make("Taxi-v4"))
