@@ -366,7 +366,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script runs")
     parser.add_argument("--out", default=str(RESULTS / "wallclock"))
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes")
+    parser.add_argument(
+        "--report-from",
+        default="",
+        help="write the report from the runs a stopped benchmark left in OUT.partial.jsonl (and its meta)",
+    )
     args = parser.parse_args(argv)
+    if args.report_from:
+        lines = Path(args.report_from).read_text().splitlines()
+        meta = json.loads(Path(args.report_from).with_suffix(".meta.json").read_text())
+        meta["notes"] = [*meta.get("notes", []), *args.note]
+        meta.setdefault("load_end", [round(x, 2) for x in os.getloadavg()])
+        write_report([json.loads(x) for x in lines if x.strip()], meta, Path(args.out))
+        print(Path(args.out).with_suffix(".md").read_text())
+        return
     envs = [e for e in args.envs.split(",") if e]
     algos = [a for a in args.algos.split(",") if a]
     for e in envs:
@@ -400,6 +413,7 @@ def main(argv: list[str] | None = None) -> None:
     partial = Path(args.out).with_suffix(".partial.jsonl")  # every finished run, as soon as it ends
     partial.parent.mkdir(parents=True, exist_ok=True)
     partial.write_text("")
+    partial.with_suffix(".meta.json").write_text(json.dumps(meta, indent=1))
     runs = []
     with ProcessPoolExecutor(max(args.workers, 1), mp_context=get_context("spawn")) as pool:
         for run in pool.map(_job, jobs):
@@ -407,6 +421,7 @@ def main(argv: list[str] | None = None) -> None:
             with partial.open("a") as f:
                 f.write(json.dumps(run) + "\n")
     partial.unlink()
+    partial.with_suffix(".meta.json").unlink()
     meta["load_end"] = [round(x, 2) for x in os.getloadavg()]
     meta["wall_seconds"] = time.perf_counter() - t0
     write_report(runs, meta, Path(args.out))
