@@ -20,6 +20,7 @@ from riskrl.bayes.prediction import (
     LayerDraw,
     Particles,
     Prediction,
+    all_finite,
     flatten_features,
     soft_clamp_logvar,
 )
@@ -346,7 +347,7 @@ class BayesMLP(nn.Module):
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             also = "" if img is None else f" or (B, {', '.join(map(str, img))})"
             raise ValueError(f"{name} must have shape (B, {self.in_dim}){also}, got {tuple(x.shape)}")
-        if not bool(torch.isfinite(x).all()):
+        if not all_finite(x):
             raise ValueError(f"{name} contains NaN or infinite values")
         return x
 
@@ -359,7 +360,7 @@ class BayesMLP(nn.Module):
             y = y.unsqueeze(1)
         if y.dim() != 2 or y.shape != (batch, self.out_dim):
             raise ValueError(f"y must have shape ({batch}, {self.out_dim}), got {tuple(y.shape)}")
-        if not bool(torch.isfinite(y).all()):
+        if not all_finite(y):
             raise ValueError("y contains NaN or infinite values")
         return y
 
@@ -488,7 +489,7 @@ class BayesMLP(nn.Module):
                 return self._predict_local(x, n, generator)
             particles = self.particles(n, generator)
             if self.likelihood == "categorical":
-                return particles.predict(x)
+                return particles._predict_validated(x)
             means, alea = particles.mean_and_std(x)
             return Prediction.from_particles(means, alea)
 
