@@ -184,6 +184,15 @@ class BayesDQNConfig:
             raise ValueError(f"beta (offline pessimism) must be >= 0, got {self.beta}")
 
 
+def td_target(rewards: Tensor, discounts: Tensor, terminated: Tensor, q_next: Tensor) -> Tensor:
+    """(n-step) TD targets ``r + discount * (1 - terminated) * Q(s', a')`` per particle.
+
+    ``rewards``, ``discounts`` (gamma^k for a k-step return) and ``terminated`` are ``(B,)``;
+    ``q_next`` is ``(n, B)``; returns ``(n, B)``. A terminated transition bootstraps nothing.
+    """
+    return rewards + discounts * (1.0 - terminated) * q_next
+
+
 def build_q_net(cfg: BayesDQNConfig, obs_dim: int, n_actions: int) -> BayesMLP | SharedTorsoEnsemble:
     """The Q-network posterior ``cfg`` describes (a :class:`BayesMLP`, or a shared-torso ensemble)."""
     if cfg.shared_torso:
@@ -401,7 +410,7 @@ class BayesDQN(Agent):
             if beta is not None:  # offline: pessimistic targets (mean over members: mean - beta * std)
                 q_select = q_both[:, b:].detach() if cfg.double_q else q_next_target
                 q_next = _pessimistic_target(q_next_target, q_select, beta)
-            target = batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * q_next
+            target = td_target(batch["rewards"], batch["discounts"], batch["terminated"], q_next)
         if cfg.loss == "huber":
             per = F.smooth_l1_loss(q_taken, target, reduction="none")
         else:
