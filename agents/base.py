@@ -275,8 +275,8 @@ class Agent(ABC):
         Args:
             callback: an SB3 callback (any ``BaseCallback``), a list of them, or a callable
                 ``(locals, globals) -> bool``, as in SB3. ``locals`` holds ``total_timesteps`` (the
-                step count to reach), ``new_obs`` and the batched env's ``infos`` / ``dones``
-                (tensors, one row per env).
+                step count to reach), ``new_obs`` and ``infos`` (the batched env's tensors, one
+                row per env) and ``dones`` (a numpy bool array per env, as SB3's callbacks expect).
             log_interval: dump the logs (``rollout/ep_rew_mean`` and the recorded values) every
                 ``log_interval`` finished episodes, as SB3's off-policy algorithms; ``None``: only at
                 the end of the call.
@@ -475,6 +475,7 @@ class Agent(ABC):
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=self.seed)
         total_timesteps = target  # SB3 callbacks read it from ``locals``
+        no_dones = np.zeros(self.env.num_envs, dtype=bool)
         cb.init_callback(self)  # type: ignore[arg-type]
         cb.on_training_start(locals(), globals())
         cb.on_rollout_start()
@@ -484,7 +485,11 @@ class Agent(ABC):
                 self._obs = new_obs
                 self.num_timesteps += self.env.num_envs
                 self._record_episodes(infos)
-                cb.update_locals({"new_obs": new_obs, "infos": infos, "dones": infos.get("_episode")})
+                # SB3 callbacks read ``dones`` as a numpy array every step (np.sum(dones), dones[i]);
+                # envs flag finished episodes only on steps where one ends: all-False otherwise.
+                done_t = infos.get("_episode")
+                dones = no_dones if done_t is None else done_t.cpu().numpy()
+                cb.update_locals({"new_obs": new_obs, "infos": infos, "dones": dones})
                 if not cb.on_step():
                     break
                 if self._log_interval is not None and self._episodes_since_dump >= self._log_interval:
@@ -830,7 +835,7 @@ class Agent(ABC):
                 spec, construct_bytes = cls._checkpoint_state_spec(config, meta)
             except CheckpointError:
                 raise
-            except (ValueError, TypeError, RuntimeError) as err:  # e.g. an unknown activation name
+            except (ValueError, TypeError, RuntimeError, AssertionError) as err:  # e.g. an unknown activation
                 raise CheckpointError(f"metadata.config does not describe a valid network: {err}") from None
             spec_bytes = spec_max_bytes(spec)
             if construct_bytes + spec_bytes > int(max_memory):
@@ -870,11 +875,15 @@ class Agent(ABC):
                 env = make_vec(meta["env_id"], num_envs=meta["num_envs"], device=device)
             except ValueError as err:
                 raise CheckpointError(f"{path}: metadata.env_id: {err}") from None
+            try:  # the env the checkpoint names must have the spaces it records
+                _check_env_spaces(env, meta)
+            except ValueError as err:
+                raise CheckpointError(f"{path}: metadata.env_id: {err}") from None
         else:
             _check_env_spaces(env, meta)
         try:
             agent = cls(env, risk_tolerance=risk_tolerance, seed=meta["seed"], device=device, **config_kwargs)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:  # a config the checks above missed: still the file's fault
             raise CheckpointError(f"{path}: config does not fit {cls.__name__}: {err}") from None
         _check_env_spaces(agent.env, meta)
         agent._load_policy_state(_to_device(state["policy"], agent.device))

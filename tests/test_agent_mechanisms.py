@@ -138,3 +138,12 @@ def test_terminal_value_is_added_with_the_horizon_discount() -> None:
     with_value = agent.predicted_returns(obs, acts, gen)
     # after 3 steps obs[0] = 5: + 0.5**3 * V = 0.125 * 50
     torch.testing.assert_close(with_value - without, torch.full((2, 1, 1), 0.125 * 50.0))
+
+
+def test_sb3_episode_counting_callback_sees_dones_every_step() -> None:
+    """SB3's StopTrainingOnMaxEpisodes reads ``dones`` at every step, also when no episode ended."""
+    from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
+
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(8,), n_members=2, learning_starts=10_000)
+    agent.learn(5_000, callback=StopTrainingOnMaxEpisodes(max_episodes=3))
+    assert 3 * 8 <= agent.num_timesteps < 5_000  # stopped after 3 episodes (each >= 8 steps)
