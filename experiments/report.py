@@ -137,6 +137,9 @@ def section_agents() -> list[str]:
     ]
     for label, rs in by.items():
         shifted = [r["shifted_return"] for r in rs if r["shifted_return"] is not None]
+        hidden = {tuple(r["hyperparams"]["hidden"]) for r in rs if "hidden" in r.get("hyperparams", {})}
+        if hidden:  # the config the runs used, so a later change of defaults cannot mislabel them
+            label += " (Q-nets " + ", ".join(str(h) for h in sorted(hidden)) + ")"
         lines.append(
             f"| {label} | {len(rs)} | {sd(r['final_return'] for r in rs)} | "
             f"{sd(r['best_return'] for r in rs)} | {sd(shifted) if shifted else '-'} | {reached_500(rs)} | "
