@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -611,6 +612,25 @@ class BayesMPC(Agent):
         """Specs of the policy and training state for ``config``; call under ``torch.device("meta")``."""
         discrete = action_space["type"] == "Discrete"
         act_features = int(action_space["n"]) if discrete else int(action_space["shape"][0])
+        if discrete:
+            space: gym.Space = gym.spaces.Discrete(act_features, start=int(action_space["start"]))
+        else:
+            space = gym.spaces.Box(
+                np.asarray(action_space["low"], np.float32), np.asarray(action_space["high"], np.float32)
+            )
+        CEMPlanner(  # the planner's own checks (n_elites <= population, ...), allocating nothing
+            space,
+            horizon=config.horizon,
+            population=config.population,
+            n_elites=config.n_elites,
+            iterations=config.cem_iterations,
+            alpha=config.cem_alpha,
+            init_std=config.init_std,
+            min_std=config.min_std,
+            keep_elites=config.keep_elites,
+            include_mean=config.include_mean,
+            device="meta",
+        )
         model = BayesMLP(
             obs_dim + act_features,
             obs_dim,
