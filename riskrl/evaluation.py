@@ -370,9 +370,11 @@ def evaluate(
 
 def _nonfinite(obs: Any, reward: Any, dev: torch.device) -> Tensor:
     """True (a 0-dim tensor, no host sync) when any observation or reward is NaN or infinite."""
-    obs_t = torch.as_tensor(obs, device=dev)
-    rew_t = torch.as_tensor(reward, device=dev)
-    bad = ~torch.isfinite(rew_t).all()
+    bad = ~torch.isfinite(torch.as_tensor(reward, device=dev)).all()
+    try:
+        obs_t = torch.as_tensor(obs, device=dev)
+    except (TypeError, ValueError, RuntimeError):  # structured observations: rewards only
+        return bad
     if obs_t.is_floating_point():
         bad = bad | ~torch.isfinite(obs_t).all()
     return bad
