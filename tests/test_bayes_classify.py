@@ -269,3 +269,18 @@ def test_auroc_matches_scikit_learn_with_ties() -> None:
     assert auroc(neg, pos) == pytest.approx(ref, abs=1e-12)
     assert auroc(torch.zeros(3), torch.ones(4)) == 1.0 and auroc(torch.ones(3), torch.zeros(2)) == 0.0
     assert auroc(torch.ones(3), torch.ones(2)) == 0.5
+
+
+def test_readme_classification_example_runs() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("**Classification, review flags and active learning**", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    torch.manual_seed(0)
+    exec(compile(code, "README.md", "exec"), scope)
+    pred, flags, ask = scope["pred"], scope["to_review"], scope["ask"]
+    assert accuracy(pred, torch.as_tensor(scope["y"][1000:1400])) > 0.9
+    assert flags.shape == (397,) and 0.0 < flags.float().mean() < 0.3
+    assert ask.shape == (10,) and len(set(ask.tolist())) == 10
