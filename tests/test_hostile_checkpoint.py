@@ -16,7 +16,8 @@ import pytest
 import torch
 from hostile_corpus import build_corpus, read_parts, write_parts
 
-from riskrl.agents import BayesDQN, BayesMPC, load_agent
+from riskrl import checkpoint
+from riskrl.agents import BayesDQN, BayesMPC, load_agent, schema
 from riskrl.checkpoint import MANIFEST, CheckpointError, load_checkpoint, read_manifest
 
 MEMORY_LIMIT_MB = 200
@@ -222,3 +223,24 @@ def test_checksum_still_guards_the_data(genuine: tuple[Path, Path], tmp_path: Pa
     path = write_parts(tmp_path / "flipped", manifest, tensors, fix_checksum=False)
     with pytest.raises(CheckpointError, match="SHA-256"):
         BayesDQN.load(path)
+
+
+def test_readme_safety_section_states_the_enforced_bounds() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    safety = readme[readme.index("## Safety") : readme.index("## Determinism")]
+    limits = schema.CONFIG_LIMITS
+    stated = {
+        "1 MiB": checkpoint.MAX_MANIFEST_BYTES == 2**20,
+        "32 levels": checkpoint.MAX_JSON_DEPTH == 32,
+        "4 GiB for loads without a": checkpoint.MAX_TENSOR_BYTES == 4 * 2**30,
+        "at most 10,000 tensors": checkpoint.MAX_TENSORS == 10_000,
+        "at most 64 members": checkpoint._MAX_ZIP_ENTRIES == 64,
+        "100-fold": checkpoint._MAX_DEFLATE_RATIO == 100,
+        "at most 16 of width at most 4096": limits["hidden_layers"][1] == 16 and limits["hidden"][1] == 4096,
+        "`buffer_size` <= 10,000,000": limits["buffer_size"][1] == 10_000_000,
+        "`n_members` <= 64": limits["n_members"][1] == 64,
+        "`max_memory` (2 GiB": schema.DEFAULT_MAX_MEMORY == 2 * 2**30,
+        "`horizon` <= 1000": BayesMPC._checkpoint_limits()["horizon"][1] == 1000,
+    }
+    for text, holds in stated.items():
+        assert text in " ".join(safety.split()) and holds, text
