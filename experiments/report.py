@@ -276,6 +276,41 @@ def section_demo() -> list[str]:
     ]
 
 
+def section_classify() -> list[str]:
+    name = "classify.json"
+    data = load(name)
+    if data is None:
+        return []
+    summary = data["summary"]
+    lines = [
+        "**Classification** (`experiments/bench_classify.py`, scikit-learn's digits, "
+        f"{len({r['seed'] for r in data['per_seed']})} seeds; mean ± SD over seeds; OOD = AUROC of mutual "
+        "information (max-softmax confidence for the non-Bayesian models) against noise images / held-out classes):",
+        "",
+        "| model | accuracy | NLL | ECE | OOD noise | OOD held-out classes |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for model, m in summary.items():
+        bayesian = any(model.endswith(f) for f in ("bbb", "mc_dropout", "ensemble"))
+        score = "bald" if bayesian else "confidence"
+        ood = m["ood"]
+        lines.append(
+            f"| {model} | {100 * m['accuracy'][0]:.1f} ± {100 * m['accuracy'][1]:.1f} | "
+            f"{m['nll'][0]:.3f} ± {m['nll'][1]:.3f} | {m['ece'][0]:.3f} ± {m['ece'][1]:.3f} | "
+            f"{ood['noise'][score][0]:.3f} | {ood['heldout_classes'][score][0]:.3f} |"
+        )
+    met = [t for t in data["targets"] if t["met"]]
+    missed = [t for t in data["targets"] if not t["met"]]
+    lines += [
+        "",
+        f"Targets met: {len(met)} of {len(data['targets'])}. Not met: "
+        + "; ".join(f"{t['target']} ({t['value']})" for t in missed)
+        + ". "
+        + source(name, data),
+    ]
+    return lines
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     section_agents,
     section_mpc,
@@ -283,6 +318,7 @@ SECTIONS: list[Callable[[], list[str]]] = [
     section_demo,
     section_rollouts,
     section_uncertainty,
+    section_classify,
 ]
 
 
