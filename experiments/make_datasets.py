@@ -34,6 +34,7 @@ import torch
 
 from riskrl.atomic import atomic_write_bytes
 from riskrl.data import Dataset, collect, replay_dataset
+from riskrl.results import provenance
 
 ENVS = ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0")
 KINDS = ("random", "medium", "expert", "replay")
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "datasets.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    index.pop("_provenance", None)
     for env_id in args.envs.split(","):
         for kind in args.kinds.split(","):
             for size in map(int, args.sizes.split(",")):
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
                 data.save(out / f"{name}.riskrl")
                 index[name] = {**data.summary(), "metadata": data.metadata}
                 print(name, index[name], flush=True)
-    atomic_write_bytes(index_path, (json.dumps(index, indent=1, sort_keys=True) + "\n").encode())
+    index["_provenance"] = provenance()
+    atomic_write_bytes(index_path, (json.dumps(index, indent=1, sort_keys=True, default=str) + "\n").encode())
 
 
 if __name__ == "__main__":

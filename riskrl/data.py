@@ -352,13 +352,19 @@ class Dataset:
                 )
 
     def summary(self) -> dict[str, Any]:
-        """Size, episodes and return statistics (JSON-ready)."""
+        """Size, episodes and return statistics (JSON-ready). ``mean_complete_return`` averages the
+        episodes that end inside the data (terminated or truncated); NaN when none does."""
         returns = self.episode_returns()
+        _, inverse = torch.unique_consecutive(self.episode_ids, return_inverse=True)
+        ended = torch.zeros(returns.numel(), dtype=torch.bool, device=self.device)
+        ended[inverse[self.terminations | self.truncations]] = True
+        complete = returns[ended]
         return {
             "env_id": self.env_id,
             "n_transitions": len(self),
             "n_episodes": int(returns.numel()),
-            "mean_episode_return": float(returns.mean()),
+            "n_complete_episodes": int(complete.numel()),
+            "mean_complete_return": float(complete.mean()) if complete.numel() else math.nan,
             "terminations": int(self.terminations.sum()),
             "truncations": int(self.truncations.sum()),
         }
