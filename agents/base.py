@@ -10,6 +10,7 @@ resume) and safe save/load.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from abc import ABC, abstractmethod
@@ -48,7 +49,10 @@ from .sb3_compat import (
     NextStepVecEnv,
     VecEnvAdapter,
     as_batched_env,
+    check_custom_objects,
+    resolve_auto_device,
     sb3_constructor_args,
+    sb3_load_path,
     vec_normalize_of,
 )
 from .transitions import uses_same_step_autoreset
@@ -804,13 +808,22 @@ class Agent(ABC):
         path: str | Path,
         env: Any = None,
         device: str | torch.device = "cpu",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        seed: int | None = None,
         max_memory: int = schema.DEFAULT_MAX_MEMORY,
         **overrides: Any,
     ) -> Agent:
         """Load an agent saved with :meth:`save`. Never executes code from the file.
 
-        ``env`` defaults to a fresh env of the saved id; a given env must have the saved spaces.
-        ``overrides`` may change ``risk_tolerance``. The device is resolved first; then the whole
+        SB3's signature: ``env`` defaults to a fresh env of the saved id (a given env, gymnasium or
+        SB3 ``VecEnv``, must have the saved spaces); ``device="auto"`` picks CUDA when available; a
+        ``path`` without a suffix that does not exist is tried with ``.zip``; ``custom_objects`` is
+        refused unless it only names SB3 schedules (riskrl checkpoints hold no pickled objects to
+        replace); ``seed`` reseeds the agent after loading; ``force_reset`` is accepted for SB3
+        compatibility (an env given here always starts with a reset); ``print_system_info`` prints
+        the library versions the checkpoint records. ``overrides`` may change ``risk_tolerance``. The device is resolved first; then the whole
         manifest (every config field within its documented limit, spaces, counters) and every
         tensor's dtype and shape are checked against what the config implies, and tensor values
         (buffer positions, indices, RNG and env state) are range-checked, all before any agent,
@@ -818,7 +831,10 @@ class Agent(ABC):
         networks, optimiser and buffers is refused. Every problem is one :class:`CheckpointError`
         naming the field.
         """
-        device = resolve_device(device)
+        check_custom_objects(custom_objects)
+        device = resolve_device(resolve_auto_device(device))
+        path = sb3_load_path(path)
+        env = as_batched_env(env, device) if env is not None else None
         risk_override = overrides.pop("risk_tolerance", None)
         if overrides:
             raise ValueError(f"load() only overrides risk_tolerance, got {sorted(overrides)}")
@@ -906,6 +922,9 @@ class Agent(ABC):
             agent._load_training_state(training)
         else:
             agent.num_timesteps = int(meta.get("num_timesteps", 0))
+        if print_system_info:
+            print(f"System info saved with {path}: {json.dumps(manifest.get('versions', {}))}")
+        agent.set_random_seed(seed)
         return agent
 
     # ------------------------------------------------------------------ checkpoint schema hooks

@@ -147,3 +147,22 @@ def test_sb3_episode_counting_callback_sees_dones_every_step() -> None:
     agent = BayesDQN("CartPole-v1", seed=0, hidden=(8,), n_members=2, learning_starts=10_000)
     agent.learn(5_000, callback=StopTrainingOnMaxEpisodes(max_episodes=3))
     assert 3 * 8 <= agent.num_timesteps < 5_000  # stopped after 3 episodes (each >= 8 steps)
+
+
+def test_load_takes_sb3_arguments(tmp_path, capsys) -> None:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from riskrl.checkpoint import CheckpointError
+
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(8,), n_members=2)
+    agent.save(tmp_path / "model.zip")
+    loaded = BayesDQN.load(tmp_path / "model", device="auto", custom_objects={"learning_rate": 0.0}, seed=7)
+    assert loaded.seed == 7 and str(loaded.device) in ("cpu", "cuda", "cuda:0")
+    obs = np.zeros((1, 4), dtype=np.float32)
+    assert loaded.predict(obs)[0].tolist() == agent.predict(obs)[0].tolist()
+    BayesDQN.load(tmp_path / "model.zip", env=make_vec_env("CartPole-v1", n_envs=1), print_system_info=True)
+    assert "torch" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="custom_objects"):
+        BayesDQN.load(tmp_path / "model.zip", custom_objects={"policy_class": object})
+    with pytest.raises((CheckpointError, ValueError), match="spaces differ"):
+        BayesDQN.load(tmp_path / "model.zip", env=make_vec_env("Acrobot-v1", n_envs=1))
