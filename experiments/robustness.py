@@ -87,6 +87,8 @@ def evaluate_all(policy: Any, env_id: str, spec: EnvSpec, args: argparse.Namespa
     """Every grid of ``env_id``, at each risk_tolerance in ``ks`` (None: an SB3 policy as it is)."""
     rows = []
     for grid_name, grid in spec.grids.items():
+        if args.grids and grid_name not in args.grids.split(","):
+            continue
         out = robustness_grid(
             policy, env_id, grid, args.episodes, seed=args.eval_seed, risk_tolerances=ks, alpha=args.alpha
         )
@@ -151,7 +153,7 @@ def run_one(env_id: str, method: str, seed: int, args: argparse.Namespace) -> li
     hyper = dataclasses.asdict(agent.config)
 
     def record(budget: int) -> None:
-        for r in evaluate_all(agent, env_id, spec, args, RISK_TOLERANCES):
+        for r in evaluate_all(agent, env_id, spec, args, args.risk_tolerances):
             rows.append({**base, "budget": budget, "hyperparams": hyper, **r})
 
     budgets = [b for b in args.budgets if b < args.steps]
@@ -202,6 +204,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ]
         for grid_name, grid in spec.grids.items():
             g = [r for r in env_rows if r["grid"] == grid_name]
+            if not g:
+                continue
             lines += [
                 f"### grid `{grid_name}`: {grid}",
                 "",
@@ -268,9 +272,11 @@ def targets(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
                 for r in rows
                 if r["env_id"] == env_id and r["grid"] == grid_name and r["budget"] == args.steps
             ]
+            if not g:
+                continue
             agent = spec.riskrl_agent
             best_k, best_lo, best_mean = None, -np.inf, -np.inf
-            for k in RISK_TOLERANCES[1:]:
+            for k in [k for k in args.risk_tolerances if k != 0.0]:
                 d = np.array(
                     [
                         r["worst"] - next(z["worst"] for z in g if z["method"] == agent and z["seed"] == r["seed"]
@@ -324,6 +330,8 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]
                 if r["env_id"] == env_id and r["grid"] == grid_name and r["budget"] == args.steps
             ]
             panels = dict.fromkeys((r["method"], r["risk_tolerance"]) for r in g)
+            if not panels:
+                continue
             fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
             for ax, (method, k) in zip(axes[0], panels):
                 cells = np.mean(
@@ -354,6 +362,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=25_000)
     parser.add_argument("--budgets", default="5000,10000", help="intermediate budgets for riskrl agents")
     parser.add_argument("--episodes", type=int, default=30, help="episodes per grid cell")
+    parser.add_argument(
+        "--risk-tolerances", default=",".join(f"{k:g}" for k in RISK_TOLERANCES), help="riskrl agents' knob"
+    )
+    parser.add_argument("--grids", default="", help="comma-separated grid names (default: all)")
     parser.add_argument("--alpha", type=float, default=0.25, help="CVaR over cells: share of worst cells")
     parser.add_argument("--eval-seed", type=int, default=10_000)
     parser.add_argument("--append", action="store_true", help="keep finished runs of the output JSON")
@@ -361,6 +373,9 @@ def main() -> None:
     parser.add_argument("--results-dir", default=str(RESULTS))
     args = parser.parse_args()
     args.budgets = [int(b) for b in args.budgets.split(",") if b]
+    args.risk_tolerances = [float(k) for k in args.risk_tolerances.split(",") if k]
+    if 0.0 not in args.risk_tolerances:
+        parser.error("--risk-tolerances must include 0 (the paired baseline)")
     envs = [e for e in args.envs.split(",") if e]
     unknown = [e for e in envs if e not in ENVS]
     if unknown:
@@ -374,7 +389,6 @@ def main() -> None:
         rows = json.loads(json_path.read_text())["rows"]
     done = {(r["env_id"], r["method"], r["seed"]) for r in rows}
     config = {k: v for k, v in vars(args).items()}
-    config["risk_tolerances"] = list(RISK_TOLERANCES)
     config["envs_spec"] = {e: dataclasses.asdict(ENVS[e]) for e in envs}
     for env_id in envs:
         spec = ENVS[env_id]
