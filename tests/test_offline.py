@@ -153,3 +153,20 @@ def test_offline_bayes_mpc_beats_random_on_medium_pendulum() -> None:
     planned = riskrl.evaluate(agent, env(), 2, seed=1, bootstrap=False)
     random = riskrl.evaluate(lambda o: torch.rand(o.shape[0], 1) * 4 - 2, env(), 2, seed=1, bootstrap=False)
     assert planned.mean > 0.5 * random.mean, (planned.returns, random.returns)  # less than half the cost
+
+
+def test_offline_agents_save_load_and_terminal_value(tmp_path) -> None:
+    """After learn_offline the checkpoint holds the dataset in the buffer (links included) and
+    passes Agent.load's checks; BayesMPC's terminal value is fitted on the dataset."""
+    data = collect("random", "Pendulum-v1", 300, seed=0)
+    agent = BayesMPC(
+        "Pendulum-v1", seed=0, hidden=[16], horizon=5, population=20, buffer_size=1000,
+        terminal_value=True, value_steps=20,
+    )  # fmt: skip
+    assert agent.value is not None and math.isnan(agent.value.last_loss)
+    agent.learn_offline(data, 20)
+    assert math.isfinite(agent.value.last_loss) and agent.model_updates == 1
+    loaded = BayesMPC.load(agent.save(tmp_path / "mpc.riskrl"))
+    assert loaded.trained and len(loaded.buffer) == 300
+    assert torch.equal(loaded.buffer.next_index[:300], data.next_index())
+    assert torch.equal(loaded.buffer.actions[:300], data.actions)
