@@ -162,7 +162,7 @@ def run_one(
         "max_episodes": max_episodes,
         "wall_s": round(time.time() - start, 1),
         "cpu_s": round(time.process_time() - cpu0, 1),
-        "csv_dir": str(csv_dir),
+        "csv_dir": str(csv_dir.relative_to(RESULTS) if csv_dir.is_relative_to(RESULTS) else csv_dir),
     }
 
 
@@ -345,6 +345,17 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
     return "\n".join(lines)
 
 
+def _csv_dir(recorded: str) -> Path:
+    """A run's CSV folder: relative to ``experiments/results``, or as recorded; a run made in another
+    checkout (e.g. a git worktree) is found by its folder names under ``experiments/results``."""
+    path = Path(recorded)
+    if not path.is_absolute():
+        return RESULTS / path
+    if path.exists():
+        return path
+    return RESULTS / path.parent.name / path.name
+
+
 def parse_caps(text: str, default: int) -> dict[str, int]:
     caps = dict.fromkeys(SCHEMES, default)
     for item in filter(None, text.split(",")):
@@ -377,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.rescore:
         saved = json.loads(Path(args.rescore).read_text())
         config, runs = saved["config"], saved["runs"]
+        run_provenance = saved.get("run_provenance", saved.get("provenance"))
         for r in runs:
             r.setdefault("experiment", r["bsuite_id"].split("/")[0])
     else:
@@ -415,8 +427,9 @@ def main(argv: list[str] | None = None) -> None:
                     runs.append(rec)
                     print(json.dumps(rec), flush=True)
         config["skipped_for_budget"] = skipped
+        run_provenance = None  # this process made the runs: its own provenance is written below
     bsuite_result = None
-    dirs = {f"{r['scheme']}/seed{r['seed']}": r["csv_dir"] for r in runs}
+    dirs = {f"{r['scheme']}/seed{r['seed']}": str(_csv_dir(r["csv_dir"])) for r in runs}
     plot = str(RESULTS / f"{args.out}_scaling.png")
     if args.score_python:
         bsuite_result = bsuite_score(args.score_python, dirs, plot)
@@ -430,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
         },
         "reference": REFERENCE,
     }
+    if run_provenance is not None:
+        results["run_provenance"] = run_provenance  # the process that trained (this one only rescored)
     md = summarise(runs, bsuite_result, config)
     paths = write_results(RESULTS, args.out, results, config=config, markdown=md)
     print(md)
