@@ -311,6 +311,13 @@ def section_classify() -> list[str]:
     return lines
 
 
+def _as_text(value: Any) -> str:
+    """A note stored as a string or a list of strings."""
+    if not value:
+        return ""
+    return value if isinstance(value, str) else "; ".join(map(str, value))
+
+
 def section_offline() -> list[str]:
     name = "offline.json"
     data = load(name)
@@ -341,7 +348,7 @@ def section_offline() -> list[str]:
         "",
         f"On {positive} of {len(data['summary']['datasets'])} datasets does a positive risk_tolerance beat 0 with "
         "a paired 95% interval above zero: in this reduced grid the offline pessimism knob is not shown to pay. "
-        f"Not run: {', '.join(cfg.get('not_run', [])) or 'see experiments/results/offline.md'}. "
+        f"Not run: {_as_text(cfg.get('not_run')) or 'see experiments/results/offline.md.'} "
         + source(name, data),
     ]
     return lines
