@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -369,6 +370,11 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.25, help="CVaR over cells: share of worst cells")
     parser.add_argument("--eval-seed", type=int, default=10_000)
     parser.add_argument("--append", action="store_true", help="keep finished runs of the output JSON")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the report from the output JSON's runs",
+    )
     parser.add_argument("--out", default="robustness")
     parser.add_argument("--results-dir", default=str(RESULTS))
     args = parser.parse_args()
@@ -383,9 +389,7 @@ def main() -> None:
     results = Path(args.results_dir)
     rows: list[dict[str, Any]] = []
     json_path = results / f"{args.out}.json"
-    if args.append and json_path.exists():
-        import json
-
+    if (args.append or args.report_only) and json_path.exists():
         rows = json.loads(json_path.read_text())["rows"]
     done = {(r["env_id"], r["method"], r["seed"]) for r in rows}
     config = {k: v for k, v in vars(args).items()}
@@ -402,7 +406,7 @@ def main() -> None:
             methods = [m for m in methods if m in args.methods.split(",")]
         for seed in range(args.seeds):
             for method in methods:
-                if (env_id, method, seed) in done:
+                if args.report_only or (env_id, method, seed) in done:
                     continue
                 new = run_one(env_id, method, seed, args)
                 rows += new
