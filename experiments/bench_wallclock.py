@@ -388,6 +388,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny budgets, to check the script runs")
     parser.add_argument("--out", default=str(RESULTS / "wallclock"))
     parser.add_argument("--note", action="append", default=[], help="a line for the report's notes")
+    parser.add_argument("--budgets", default="", help='JSON step budgets per algo, e.g. {"BayesMPC": 2000}')
     parser.add_argument(
         "--report-from",
         default="",
@@ -413,6 +414,22 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"unknown algo {a!r}; known: {sorted(known_algos)}")
     entries = [e for e in ENTRIES if e.env_id in envs and (not algos or e.algo in algos)]
     entries.sort(key=lambda e: envs.index(e.env_id))  # --envs order: put the longest runs first
+    budgets = json.loads(args.budgets or "{}")
+    entries = [
+        Entry(
+            e.env_id,
+            e.algo,
+            int(budgets[e.algo]),
+            e.eval_every,
+            e.eval_episodes,
+            e.stop_at,
+            e.hyperparams,
+            e.risk_tolerance,
+        )
+        if e.algo in budgets
+        else e
+        for e in entries
+    ]
     if args.quick:
         entries = [
             Entry(e.env_id, e.algo, 600, 300, 2, e.stop_at, e.hyperparams, e.risk_tolerance) for e in entries
