@@ -1,0 +1,65 @@
+"""``env.rollout(policy, n)`` gives exactly what stepping call by call gives (issue #20)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+
+from riskrl.envs import CartPoleVecEnv, PendulumVecEnv
+
+
+def _cart_policy(obs: torch.Tensor) -> torch.Tensor:
+    return (obs[:, 2] + 0.3 * obs[:, 3] > 0).long()
+
+
+def _pend_policy(obs: torch.Tensor) -> torch.Tensor:
+    return (-2.0 * obs[:, 2:3] - obs[:, 1:2]).clamp(-2.0, 2.0)
+
+
+@pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
+@pytest.mark.parametrize(("cls", "policy"), [(CartPoleVecEnv, _cart_policy), (PendulumVecEnv, _pend_policy)])
+def test_rollout_equals_step_by_step(cls, policy, mode) -> None:
+    kw = {"num_envs": 16, "max_episode_steps": 25, "autoreset_mode": mode, "obs_noise_std": 0.01}
+    a, b = cls(**kw), cls(**kw)
+    obs_a, _ = a.reset(seed=3)
+    obs_b, _ = b.reset(seed=3)
+    ro = a.rollout(policy, 70, obs=obs_a)
+    o = obs_b
+    n_done = 0
+    for t in range(70):
+        act = policy(o)
+        o, r, term, trunc, info = b.step(act)
+        torch.testing.assert_close(ro.actions[t], act.to(ro.actions.dtype), rtol=0, atol=0)
+        torch.testing.assert_close(ro.obs[t], o, rtol=0, atol=0)
+        torch.testing.assert_close(ro.rewards[t], r, rtol=0, atol=0)
+        assert torch.equal(ro.terminated[t], term) and torch.equal(ro.truncated[t], trunc)
+        done = term | trunc
+        n_done += int(done.sum())
+        if mode == AutoresetMode.SAME_STEP:
+            want = torch.where(done.unsqueeze(-1), info["final_obs"], 0.0) if done.any() else 0 * o
+            torch.testing.assert_close(ro.final_obs[t], want, rtol=0, atol=0)
+        else:
+            assert ro.final_obs is None
+    assert n_done >= 16 * 2  # truncations at 25 steps: autoresets were exercised
+    # both envs end in the same state and continue identically
+    torch.testing.assert_close(a.state, b.state, rtol=0, atol=0)
+    ro2 = a.rollout(policy, 5, obs=ro.obs[-1])
+    for t in range(5):
+        o, r, *_ = b.step(policy(o))
+        torch.testing.assert_close(ro2.obs[t], o, rtol=0, atol=0)
+
+
+def test_rollout_refuses_invalid_actions_and_bad_arguments() -> None:
+    env = CartPoleVecEnv(num_envs=4)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.rollout(_cart_policy, 3)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
+        env.rollout(lambda o: torch.full((4,), 2), 3)
+    with pytest.raises(ValueError, match="n_steps"):
+        env.rollout(_cart_policy, 0)
+    pend = PendulumVecEnv(num_envs=4)
+    pend.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        pend.rollout(lambda o: torch.full((4, 1), float("nan")), 2)
