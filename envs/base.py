@@ -139,11 +139,11 @@ class TorchVectorEnv(VectorEnv):
             on the host before conversion; torch actions with one reduction (``aminmax`` for discrete
             actions, one ``isnan().any()`` for continuous ones) and one read of its result (a host sync on
             CUDA). ``False`` skips it; shapes and dtypes are always checked (metadata only, no sync).
-        compile: ``None`` (default, "auto"): eager at first; on CPU an env of at least
-            :attr:`AUTO_COMPILE_MIN_ENVS` envs switches to the ``torch.compile`` step once it has stepped
-            :attr:`AUTO_COMPILE_AFTER_ENV_STEPS` env-steps (``num_envs`` x steps; deterministic, so a seed
-            gives the same switch point), i.e. once a run is long enough for the few seconds of compile
-            time to pay. ``True``: compiled from the first step (~4-5x eager at 4096 CartPoles on one CPU
+        compile: ``None`` (default, "auto"): eager at first; on CPU the env switches to the
+            ``torch.compile`` step after :meth:`auto_compile_after` steps (~13,000 steps at 1-64 envs,
+            ~4,300 at 4096, ~360 at 65536: about 4 s of eager stepping, one compile time), i.e. once a run
+            is long enough for the compile time to pay; deterministic, so a seed gives the same switch
+            point. Subclasses that override :meth:`step` stay eager. ``True``: compiled from the first step (~4-5x eager at 4096 CartPoles on one CPU
             thread). ``False``: always eager. The compiled step equals the eager one up to float rounding
             (kernel fusion may reorder operations; flags identical in the tests, states to ~1e-12 in
             float64). Falls back to eager with a warning on failure.
@@ -328,16 +328,26 @@ class TorchVectorEnv(VectorEnv):
         if compile is None:
             # subclasses that override step() keep side effects outside the step program: never auto
             plain = type(self).step is TorchVectorEnv.step
-            if plain and self.device.type == "cpu" and self.num_envs >= self.AUTO_COMPILE_MIN_ENVS:
-                self._auto_left = max(1, -(-self.AUTO_COMPILE_AFTER_ENV_STEPS // self.num_envs))
+            if plain and self.device.type == "cpu":
+                self._auto_left = self.auto_compile_after(self.num_envs)
         elif compile:
             self._enable_compile()
 
-    #: auto-compile (``compile=None``) only batches of at least this many envs ...
-    AUTO_COMPILE_MIN_ENVS: ClassVar[int] = 256
-    #: ... once they have stepped this many env-steps eagerly (~2-4 s of eager stepping on one CPU thread,
-    #: about one compile time, so auto mode never costs more than twice the better of eager and compiled)
-    AUTO_COMPILE_AFTER_ENV_STEPS: ClassVar[int] = 20_000_000
+    #: auto-compile (``compile=None``): switch once the eager steps taken would have cost about this many
+    #: seconds on one CPU thread (about one compile time, so, like the ski-rental rule, auto mode costs at
+    #: most about twice the better of "always eager" and "always compiled" for any run length) ...
+    AUTO_COMPILE_SECONDS: ClassVar[float] = 4.0
+    #: ... with an eager step modelled as ``overhead + per_env * num_envs`` seconds (measured on CartPole,
+    #: float64, one thread: ~0.3 ms of per-op overhead, ~0.16 us per env). A step count, not a clock, so a
+    #: seed gives the same switch point on every machine.
+    EAGER_STEP_OVERHEAD_S: ClassVar[float] = 3e-4
+    EAGER_STEP_PER_ENV_S: ClassVar[float] = 1.6e-7
+
+    @classmethod
+    def auto_compile_after(cls, num_envs: int) -> int:
+        """Number of eager steps after which ``compile=None`` switches to the compiled step."""
+        per_step = cls.EAGER_STEP_OVERHEAD_S + cls.EAGER_STEP_PER_ENV_S * num_envs
+        return max(1, math.ceil(cls.AUTO_COMPILE_SECONDS / per_step))
 
     def _enable_compile(self) -> None:
         self._core_fn = torch.compile(self._private_core_fast(), dynamic=False)

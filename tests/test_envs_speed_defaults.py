@@ -72,8 +72,9 @@ def test_invalid_actions_refused_clearly_by_default() -> None:
 class _EagerlyAutoCompiled(CartPoleVecEnv):
     """Auto mode with the thresholds lowered so that a short test sees the switch."""
 
-    AUTO_COMPILE_MIN_ENVS = 8
-    AUTO_COMPILE_AFTER_ENV_STEPS = 8 * 20
+    AUTO_COMPILE_SECONDS = 20 * (
+        CartPoleVecEnv.EAGER_STEP_OVERHEAD_S + 64 * CartPoleVecEnv.EAGER_STEP_PER_ENV_S
+    )
 
 
 def test_default_path_switches_to_compiled_and_matches_eager() -> None:
@@ -98,8 +99,9 @@ def test_default_path_switches_to_compiled_and_matches_eager() -> None:
 
 
 def test_auto_compile_thresholds() -> None:
-    assert CartPoleVecEnv(num_envs=64)._auto_left == -1  # small batches stay eager
-    big = CartPoleVecEnv(num_envs=4096)
-    assert big._auto_left == -(-CartPoleVecEnv.AUTO_COMPILE_AFTER_ENV_STEPS // 4096)
+    after = CartPoleVecEnv.auto_compile_after
+    assert 10_000 < after(1) and after(64) <= after(1)  # short runs of small batches stay eager
+    assert 3_000 < after(4096) < 6_000 and 200 < after(65536) < 500
+    assert CartPoleVecEnv(num_envs=4096)._auto_left == after(4096)
     assert CartPoleVecEnv(num_envs=4096, compile=False)._auto_left == -1
     assert PendulumVecEnv(num_envs=4096, compile=True)._compiled
