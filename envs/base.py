@@ -613,6 +613,7 @@ class TorchVectorEnv(VectorEnv):
         policy: Callable[[torch.Tensor], Any],
         n_steps: int,
         obs: torch.Tensor | None = None,
+        fuse: int = 0,
     ) -> Rollout:
         """Run ``n_steps`` steps of ``policy`` + env in one call; the same results as calling
         ``policy`` and :meth:`step` ``n_steps`` times (same autoresets, RNG draws and action checks).
@@ -622,12 +623,23 @@ class TorchVectorEnv(VectorEnv):
         chosen from (default: :meth:`get_obs`, the noise-free current one; pass the last observation
         ``step``/``reset`` returned to continue exactly). The outputs are written into preallocated
         ``(n_steps, N, ...)`` buffers (no per-step stacking); the thread switch is done once per call.
+
+        ``fuse=k > 0`` compiles ``k`` steps of policy + env into one ``torch.compile`` program (the way
+        gymnax users ``lax.scan``), run ``n_steps / k`` times: for small batches, where a step is all
+        per-call overhead (~8x the call-by-call rate at 64 CartPoles). ``policy`` must then be a pure
+        tensor function (traceable by ``torch.compile``); the program is compiled once per
+        ``(policy, k)`` and env (tens of seconds for ``k=16`` on a loaded CPU), results equal the
+        call-by-call ones up to float rounding (fused kernels), and observation / action noise is not
+        supported. Actions are validated with one check per program run: an invalid action anywhere in
+        it restores the env to the state before that run and raises the same ValueError as :meth:`step`.
         """
         n_steps = int(n_steps)
         if n_steps < 1:
             raise ValueError(f"n_steps must be >= 1, got {n_steps}")
         if self._needs_reset:
             raise RuntimeError("call reset() before rollout()")
+        if fuse:
+            return self._fused_rollout(policy, n_steps, obs, int(fuse))
         prev = self._enter_threads()
         try:
             o = self.get_obs() if obs is None else obs
@@ -655,6 +667,74 @@ class TorchVectorEnv(VectorEnv):
                 torch.set_num_threads(prev)
         assert actions is not None
         return Rollout(out_obs, actions, rewards, terms, truncs, final)
+
+    def _fused_rollout(
+        self, policy: Callable[[torch.Tensor], Any], n_steps: int, obs: torch.Tensor | None, fuse: int
+    ) -> Rollout:
+        if fuse < 1 or n_steps % fuse:
+            raise ValueError(f"fuse must be >= 1 and divide n_steps ({n_steps}), got {fuse}")
+        if type(self).step is not TorchVectorEnv.step:
+            raise ValueError(f"{type(self).__name__} has its own step(); use rollout without fuse")
+        if self._obs_noise_on or self._act_noise_on:
+            raise ValueError("rollout(fuse=...) does not support observation / action noise")
+        fused: dict[tuple[int, int], Any] = self.__dict__.setdefault("_fused", {})
+        key = (id(policy), fuse)
+        if key not in fused or fused[key][0] is not policy:
+            fused[key] = (policy, self._fused_program(policy, fuse))
+        program = fused[key][1]
+        prev = self._enter_threads()
+        try:
+            o = self.get_obs() if obs is None else obs
+            chunks = []
+            for _ in range(n_steps // fuse):
+                snapshot = self.state_dict() if self.validate_actions else None
+                out = program(o)
+                if snapshot is not None and bool(out[-1]):
+                    self.load_state_dict(snapshot)
+                    what = f"in [0, {int(self.single_action_space.n)})" if self._discrete else "not NaN"
+                    raise ValueError(
+                        f"{type(self).__name__}: actions must be {what}; the policy produced one "
+                        "that is not in this fused rollout (env state restored)"
+                    )
+                chunks.append(out[:-1])
+                o = out[0][-1]
+        finally:
+            if torch.get_num_threads() != prev:
+                torch.set_num_threads(prev)
+        cols = [torch.cat(c) for c in zip(*chunks, strict=True)]
+        obs_t, act_t, rew_t, term_t, trunc_t = cols[:5]
+        final = cols[5] if len(cols) > 5 else None
+        return Rollout(obs_t, act_t, rew_t, term_t.view(torch.bool), trunc_t.view(torch.bool), final)
+
+    def _fused_program(self, policy: Callable[[torch.Tensor], Any], fuse: int) -> Any:
+        """``fuse`` steps of ``policy`` + :meth:`_core` as one compiled function of the first observation."""
+        discrete, k = self._discrete, int(getattr(self.single_action_space, "n", 0))
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        env = self
+
+        def run(o: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            cols: list[list[torch.Tensor]] = [[] for _ in range(6 if same_step else 5)]
+            bad = torch.zeros((), dtype=torch.bool, device=o.device)
+            for _ in range(fuse):
+                a = torch.as_tensor(policy(o))
+                if discrete:
+                    a = a.to(torch.int64)
+                    bad = bad | ((a < 0) | (a >= k)).any()
+                else:
+                    a = a.to(env.dtype)
+                    bad = bad | torch.isnan(a).any()
+                o, r, term, trunc, done, _, _, fin = env._core(a, None, fast=True)
+                for col, v in zip(cols, (o, a, r, term, trunc), strict=False):
+                    col.append(v)
+                if same_step:
+                    cols[5].append(torch.where(done.unsqueeze(-1) != 0, fin, 0.0))
+            return (*(torch.stack(c) for c in cols), bad)
+
+        # a private code object per env and policy: dynamo's cache (and recompile limit) is per code object
+        g = types.FunctionType(
+            run.__code__.replace(), run.__globals__, "fused_rollout", None, run.__closure__
+        )
+        return torch.compile(g, dynamic=False)
 
     def _private_core_fast(self) -> Any:
         """:meth:`_core_fast` bound to this env through a private copy of its code object.

@@ -63,3 +63,32 @@ def test_rollout_refuses_invalid_actions_and_bad_arguments() -> None:
     pend.reset(seed=0)
     with pytest.raises(ValueError, match="NaN"):
         pend.rollout(lambda o: torch.full((4, 1), float("nan")), 2)
+
+
+def test_fused_rollout_matches_call_by_call_and_refuses_invalid_actions() -> None:
+    """``fuse=k``: k steps of policy + env in one compiled program; flags identical to call-by-call
+    stepping, observations to float rounding (fused kernels); one invalid action anywhere in a program run
+    restores the env and raises."""
+    shift = torch.zeros((), dtype=torch.long)
+
+    def policy(o: torch.Tensor) -> torch.Tensor:
+        return (o[:, 2] + 0.3 * o[:, 3] > 0).long() + shift
+
+    kw = {"num_envs": 8, "max_episode_steps": 5, "compile": False}
+    a, b = CartPoleVecEnv(**kw), CartPoleVecEnv(**kw)
+    oa, _ = a.reset(seed=2)
+    ob, _ = b.reset(seed=2)
+    ro = a.rollout(policy, 8, obs=oa, fuse=4)
+    for t in range(8):
+        ob, r, term, trunc, _ = b.step(policy(ob))
+        assert torch.equal(ro.terminated[t], term) and torch.equal(ro.truncated[t], trunc)
+        torch.testing.assert_close(ro.obs[t], ob, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ro.rewards[t], r)
+    assert ro.truncated.any()  # autoresets inside the fused program
+    before = a.state
+    shift.fill_(2)  # every action out of range: refused, env unchanged
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\).*restored"):
+        a.rollout(policy, 4, obs=ro.obs[-1], fuse=4)
+    torch.testing.assert_close(a.state, before, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="divide"):
+        a.rollout(policy, 6, fuse=4)
