@@ -828,6 +828,8 @@ class TorchVectorEnv(VectorEnv):
             "params": {k: v.clone() for k, v in self.params.items()},
             "noise": {k: v.clone() for k, v in self.noise.items()},
             "needs_reset": self._needs_reset,
+            # auto mode's countdown to the compiled step: a resumed env switches where the original did
+            "auto_compile_left": self._auto_left,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -866,6 +868,11 @@ class TorchVectorEnv(VectorEnv):
         self._obs_noise_on = bool((self.noise["obs_noise_std"] != 0).any())
         self._act_noise_on = bool((self.noise["action_noise_std"] != 0).any())
         self._needs_reset = bool(state["needs_reset"])
+        left = state.get("auto_compile_left")  # absent in checkpoints made before auto mode
+        if left is not None and self._compile_mode is None and self._auto_left != -1:
+            self._auto_left = int(left)
+            if self._auto_left == 0 and not self._compiled:
+                self._enable_compile()
 
     # --- rendering -------------------------------------------------------------------------------------
     def render(self) -> tuple[np.ndarray, ...] | None:

@@ -105,3 +105,22 @@ def test_auto_compile_thresholds() -> None:
     assert CartPoleVecEnv(num_envs=4096)._auto_left == after(4096)
     assert CartPoleVecEnv(num_envs=4096, compile=False)._auto_left == -1
     assert PendulumVecEnv(num_envs=4096, compile=True)._compiled
+
+
+def test_auto_compile_countdown_survives_a_checkpoint() -> None:
+    """A resumed env switches to the compiled step where the original would have (bit-identical resumes)."""
+    env = CartPoleVecEnv(num_envs=4096)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(torch.zeros(4096, dtype=torch.long))
+    sd = env.state_dict()
+    assert sd["auto_compile_left"] == env.auto_compile_after(4096) - 3
+    fresh = CartPoleVecEnv(num_envs=4096)
+    fresh.load_state_dict(sd)
+    assert fresh._auto_left == sd["auto_compile_left"]
+    sd["auto_compile_left"] = 0  # saved after the switch: the resumed env is compiled too
+    fresh.load_state_dict(sd)
+    assert fresh._compiled
+    eager = CartPoleVecEnv(num_envs=4096, compile=False)
+    eager.load_state_dict(sd)  # an explicit compile=False is kept
+    assert not eager._compiled
