@@ -321,4 +321,13 @@ def env_state_spec(env_id: str | None, num_envs: int) -> Spec:
             return JsonSpec("float")
         return JsonSpec("str")
 
-    return to_spec(probe)
+    spec = to_spec(probe)
+    # fields added after checkpoints were already saved: those files lack them and still load
+    for key in _LATER_ENV_FIELDS:
+        if key in spec:
+            spec[key] = Opt(spec[key])
+    return spec
+
+
+#: env ``state_dict`` fields newer checkpoints have and older ones may lack
+_LATER_ENV_FIELDS = ("auto_compile_left",)

@@ -166,3 +166,17 @@ def test_load_takes_sb3_arguments(tmp_path, capsys) -> None:
         BayesDQN.load(tmp_path / "model.zip", custom_objects={"policy_class": object})
     with pytest.raises((CheckpointError, ValueError), match="spaces differ"):
         BayesDQN.load(tmp_path / "model.zip", env=make_vec_env("Acrobot-v1", n_envs=1))
+
+
+def test_checkpoint_from_before_auto_compile_still_loads(tmp_path) -> None:
+    """A checkpoint whose env state lacks ``auto_compile_left`` (saved before envs auto-compiled) loads."""
+    from riskrl.checkpoint import load_checkpoint, save_checkpoint
+
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(8,), n_members=2).learn(50)
+    path = agent.save(tmp_path / "new.zip")
+    state, manifest = load_checkpoint(path)
+    assert "auto_compile_left" in state["training"]["env"]
+    del state["training"]["env"]["auto_compile_left"]
+    old = save_checkpoint(tmp_path / "old.zip", state, kind="BayesDQN", metadata=manifest["metadata"])
+    loaded = BayesDQN.load(old)
+    assert loaded.num_timesteps == agent.num_timesteps
