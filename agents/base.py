@@ -37,7 +37,7 @@ from riskrl.checkpoint import (
     spec_max_bytes,
 )
 from riskrl.devices import resolve_device
-from riskrl.envs import SB3VecEnv
+from riskrl.envs import SB3VecEnv, from_gym_env, make_vec
 from riskrl.envs.base import check_physical
 from riskrl.risk import validate_risk_tolerance
 
@@ -188,7 +188,6 @@ class Agent(ABC):
         and physical parameters on riskrl's batched env where that reproduces it exactly, otherwise the
         instance itself with its wrappers (one env), otherwise a ``ValueError``; never another env.
         """
-        from riskrl.envs import from_gym_env, make_vec
 
         if isinstance(env, str):
             return make_vec(env, num_envs=self.num_envs_default, device=self.device, episode_statistics=True)
@@ -885,7 +884,6 @@ class Agent(ABC):
         if env is None:
             if not meta.get("env_id"):
                 raise CheckpointError(f"{path} records no env id; pass env=")
-            from riskrl.envs import make_vec
 
             try:
                 env = make_vec(meta["env_id"], num_envs=meta["num_envs"], device=device)

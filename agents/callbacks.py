@@ -41,6 +41,10 @@ from stable_baselines3.common.callbacks import ProgressBarCallback as SB3Progres
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from tqdm.auto import tqdm
 
+# riskrl.evaluation imports no agents (it takes any policy through a small protocol), so the agents'
+# EvalCallback can use it without an import cycle.
+from riskrl.evaluation import evaluate
+
 __all__ = [
     "BaseCallback",
     "CallbackList",
@@ -155,8 +159,6 @@ class EvalCallback(SB3EvalCallback):
         return self._evaluate_batched()
 
     def _evaluate_batched(self) -> bool:
-        from riskrl.evaluation import evaluate  # evaluation sits above agents (see DESIGN.md: layering)
-
         env = self.eval_env if self.eval_env is not None else self.model.env_id
         result = evaluate(
             self.model,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,14 @@ __all__ = ["agent_class", "load_agent"]
 
 
 def _agent_classes() -> dict[str, type[Agent]]:
-    import riskrl.agents as agents
-
-    found = {}
-    for name in agents.__all__:
-        obj = getattr(agents, name)
-        if isinstance(obj, type) and issubclass(obj, Agent) and obj is not Agent:
-            found[name] = obj
+    """Every concrete :class:`Agent` subclass defined so far, by class name."""
+    found: dict[str, type[Agent]] = {}
+    todo = list(Agent.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if not inspect.isabstract(cls) and not cls.__name__.startswith("_"):
+            found.setdefault(cls.__name__, cls)
     return found
 
 

@@ -29,6 +29,9 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_no
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 from torch import Tensor, nn
 
+from riskrl.envs import make_vec
+from riskrl.envs.make import ENV_IDS
+
 if TYPE_CHECKING:
     from .base import Agent
 
@@ -153,8 +156,6 @@ def vec_normalize_of(env: Any) -> VecNormalize | None:
 
 def _model_functions_for(env_id: str | None, num_envs: int, device: Any) -> tuple[Any, Any]:
     """riskrl's batched ``reward_fn`` / ``termination_fn`` for ids that riskrl re-implements."""
-    from riskrl.envs import make_vec
-    from riskrl.envs.make import ENV_IDS
 
     if env_id is None or env_id.removeprefix("riskrl/") not in ENV_IDS:
         return None, None

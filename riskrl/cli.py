@@ -20,8 +20,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from riskrl._version import __version__
+from riskrl.agents import agent_class, load_agent
+from riskrl.agents.base import space_to_json
+from riskrl.atomic import atomic_write_bytes
+from riskrl.benchmark import BenchConfig, bench
 from riskrl.checkpoint import CheckpointError
+from riskrl.demo import run_demo
+from riskrl.envs import ENV_IDS, make_vec
+from riskrl.envs.base import NOISE_PARAMS, check_physical
+from riskrl.evaluation import evaluate
+from riskrl.plotting import plot_learning_curves, plot_sweep, plot_training_curve
+from riskrl.sweep import Perturbation, SweepConfig, sweep
 
 
 class _Parser(argparse.ArgumentParser):
@@ -187,8 +199,6 @@ def _hyperparameters(items: Sequence[str] | None, cls: type) -> dict[str, Any]:
 
 def _perturbations(items: Sequence[str] | None, env_id: str) -> dict[str, float]:
     """``--perturb PARAM=VALUE`` pairs: known parameters of ``env_id`` with finite, physical values."""
-    from riskrl.envs import ENV_IDS
-    from riskrl.envs.base import NOISE_PARAMS, check_physical
 
     out: dict[str, float] = {}
     for item in items or []:
@@ -239,7 +249,6 @@ def _removed_if_empty(path: Path) -> Any:
 
 
 def _perturbation(text: str):
-    from riskrl.sweep import Perturbation
 
     try:
         return Perturbation.parse(text if ":" in text or "=" not in text else f"shifted:{text}")
@@ -263,15 +272,11 @@ def _randomized_env(
     """The batched env for ``--randomize`` (domain randomization); the id itself without it."""
     if not randomize:
         return env_id
-    from riskrl.envs import make_vec
 
     return _user(make_vec, env_id, num_envs=num_envs, device=device, randomize=randomize)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from riskrl.agents import agent_class
-    from riskrl.atomic import atomic_write_bytes
-    from riskrl.plotting import plot_training_curve
 
     cls = _user(agent_class, args.agent)
     hyper = _hyperparameters(args.set, cls)
@@ -322,11 +327,6 @@ def _evaluation_dir(args: argparse.Namespace) -> Path:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from riskrl.agents import load_agent
-    from riskrl.agents.base import space_to_json
-    from riskrl.atomic import atomic_write_bytes
-    from riskrl.envs import make_vec
-    from riskrl.evaluation import evaluate
 
     agent = _user(load_agent, args.model, device=args.device)
     env_id = args.env or agent.env_id
@@ -389,8 +389,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from riskrl.agents import agent_class
-    from riskrl.sweep import Perturbation, SweepConfig, sweep
 
     perts = [Perturbation(), *(args.perturb or [])]
     config = SweepConfig(
@@ -427,7 +425,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from riskrl.benchmark import BenchConfig, bench
 
     cfg = _user(
         BenchConfig,
@@ -454,7 +451,6 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from riskrl.plotting import plot_learning_curves, plot_sweep, plot_training_curve
 
     run = Path(args.run_dir)
     if not run.is_dir():
@@ -478,7 +474,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from riskrl.demo import run_demo
 
     report = run_demo(
         out_dir=args.out,
@@ -641,10 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "randomize"):
         args.randomize = dict(args.randomize or [])
     if getattr(args, "shift", "unset") is None:
-        from riskrl.sweep import Perturbation
-
         args.shift = Perturbation("shifted", {})
-    import torch
 
     torch.set_num_threads(args.threads)
     terminated = False

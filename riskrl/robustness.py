@@ -22,6 +22,7 @@ import torch
 
 from riskrl.envs import make_vec
 from riskrl.evaluation import EvalResult, PolicyLike, bootstrap_ci, evaluate
+from riskrl.plotting import plot_grid
 from riskrl.risk import cvar, validate_risk_tolerance
 
 __all__ = ["GridResult", "robustness_curve", "robustness_grid"]
@@ -85,8 +86,6 @@ class GridResult:
 
     def plot(self, path: str | Path | None = None, metric: str = "mean") -> Any:
         """Heatmap over two parameters (or a curve over one); returns the figure or the saved path."""
-        from riskrl.plotting import plot_grid
-
         return plot_grid(self, path=path, metric=metric)
 
 

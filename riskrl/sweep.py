@@ -24,9 +24,13 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from riskrl.agents import agent_class
+from riskrl.atomic import atomic_write_bytes
 from riskrl.devices import resolve_device
 from riskrl.envs import ENV_IDS
 from riskrl.envs.base import NOISE_PARAMS, check_physical
+from riskrl.evaluation import evaluate
+from riskrl.plotting import plot_sweep
 from riskrl.risk import validate_risk_tolerance
 
 __all__ = ["Perturbation", "SweepConfig", "SweepResult", "evaluate_grid", "run_sweep_job", "sweep"]
@@ -194,7 +198,6 @@ def one_torch_thread() -> Iterator[None]:
 
 
 def _agent_class(name: str) -> type:
-    from riskrl.agents import agent_class
 
     return agent_class(name)
 
@@ -206,7 +209,6 @@ def evaluate_grid(
 
     The agent's ``risk_tolerance`` is restored afterwards.
     """
-    from riskrl.evaluation import evaluate
 
     original = agent.risk_tolerance
     rows = []
@@ -331,8 +333,6 @@ class SweepResult:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
-        from riskrl.atomic import atomic_write_bytes
-        from riskrl.plotting import plot_sweep
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
