@@ -54,6 +54,10 @@ def version_of(data: dict[str, Any]) -> str:
     """The code version a results file records, or a plain statement that it records none."""
     prov = data.get("provenance") or {}
     commit = prov.get("git_commit")
+    meta_commit = (data.get("meta") or {}).get("commit")  # bench_wallclock's own record: "<sha>[+dirty]"
+    if not commit and meta_commit:
+        sha, _, dirty = str(meta_commit).partition("+")
+        return f"code `{sha[:8]}`" + (" + uncommitted changes" if dirty else "")
     if not commit:
         return "code version not recorded (file made before riskrl.results)"
     return f"code `{commit[:8]}`" + (" + uncommitted changes" if prov.get("git_dirty") else "")
@@ -406,8 +410,42 @@ def section_robustness() -> list[str]:
     return lines
 
 
+def section_wallclock() -> list[str]:
+    lines: list[str] = []
+    for name in ("wallclock_cartpole.json", "wallclock_pendulum.json"):
+        data = load(name)
+        if data is None:
+            continue
+        if not lines:
+            lines = [
+                "**Time to threshold** (`experiments/bench_wallclock.py`, one torch thread; the clock is each run's "
+                "own CPU time, evaluation excluded; medians over seeds):",
+                "",
+                "| env (threshold) | algorithm | solved | median CPU s to threshold | median steps | CPU ms / env step |",
+                "|---|---|---:|---:|---:|---:|",
+            ]
+        for r in data["summary"]:
+            secs = "-" if r.get("median_seconds") is None else f"{r['median_seconds']:.1f}"
+            steps = "-" if r.get("median_steps") is None else f"{r['median_steps']:.0f}"
+            lines.append(
+                f"| {r['env_id']} ({r['threshold']:g}) | {r['algo']} | {r['solved']}/{r['runs']} | {secs} | "
+                f"{steps} | {r['ms_per_step']:.2f} |"
+            )
+        lines.append(f"<!-- {name} -->")
+    if lines:
+        srcs = [
+            f"`experiments/results/{n}`, {version_of(load(n))}"
+            for n in ("wallclock_cartpole.json", "wallclock_pendulum.json")
+            if load(n)
+        ]
+        lines = [ln for ln in lines if not ln.startswith("<!--")]
+        lines += ["", "Source: " + "; ".join(srcs) + "."]
+    return lines
+
+
 SECTIONS: list[Callable[[], list[str]]] = [
     section_agents,
+    section_wallclock,
     section_mpc,
     section_robustness,
     section_risk_sweep,
