@@ -403,6 +403,10 @@ def section_robustness() -> list[str]:
     done = "complete" if data.get("complete") else "stopped early: the seeds listed are those finished"
     lines += [
         "",
+        "On this run a positive risk_tolerance does not raise the worst cell for either BayesDQN (it lowers it "
+        "for the nominal-trained agent); the SB3 baselines had far less than their zoo budgets (DQN 50k, PPO "
+        "100k steps), so the comparison with them favours the more sample-efficient agent; with 3 seeds the "
+        "bootstrap intervals are crude (close to the range of the paired differences). "
         f"Reduced run ({done}; the issue asks 10 seeds and Acrobot and Pendulum too, not run for CPU time); "
         f"grids {cfg['envs_spec']['CartPole-v1']['grids']}. Full tables, per-seed values and heatmaps: "
         "`experiments/results/robustness.md`. " + source(name, data),
