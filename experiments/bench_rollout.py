@@ -11,7 +11,7 @@ CartPole-v1, random actions, env steps per second, at ``--sizes`` (default 64, 4
 * ``tuned``: ``compile=True, validate_actions=False, num_threads=1``; ``eager``: ``compile=False``;
 * ``pre20_defaults``: the defaults before issue #20 (eager, the caller's torch thread count in the step);
 * peers in the same run: gymnasium's numpy ``CartPoleVectorEnv`` (in process), and, through
-  ``bench_rollout_peers.py`` in their own venv (``--peers-python``), gymnax under ``jax.jit`` + ``lax.scan``
+  ``rollout_peers_worker.py`` in their own venv (``--peers-python``), gymnax under ``jax.jit`` + ``lax.scan``
   (128 steps per call; its random actions are drawn inside the program) and EnvPool (one thread and all cores;
   only where an EnvPool wheel exists for the peers' Python).
 
@@ -121,7 +121,7 @@ def _peers(python: str, n: int, seconds: float, rounds: int, one_thread: bool) -
     env = dict(os.environ)
     if one_thread:
         env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    cmd = [python, str(HERE / "bench_rollout_peers.py"), str(n), str(seconds), str(rounds), str(threads)]
+    cmd = [python, str(HERE / "rollout_peers_worker.py"), str(n), str(seconds), str(rounds), str(threads)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
         res = json.loads(out.stdout.strip().splitlines()[-1])

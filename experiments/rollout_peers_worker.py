@@ -1,6 +1,6 @@
 """Peer contenders for ``bench_rollout.py``, run in the peers' own venv (never a riskrl dependency).
 
-``python bench_rollout_peers.py N SECONDS ROUNDS THREADS`` prints one JSON object: CartPole-v1 steps/s of
+``python rollout_peers_worker.py N SECONDS ROUNDS THREADS`` prints one JSON object: CartPole-v1 steps/s of
 gymnax under ``jax.jit`` + ``lax.scan`` (128 steps per call, actions drawn inside the program) and EnvPool
 (one thread and ``THREADS`` threads, pre-generated numpy actions), each the median of ``ROUNDS`` windows.
 A peer that is not installed is reported as ``null`` with the import error.
