@@ -15,9 +15,7 @@
 from __future__ import annotations
 
 import os
-import time
 import weakref
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +24,12 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_normalize
-from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 from torch import Tensor, nn
 
-from riskrl.envs import make_vec
+from riskrl.envs import SB3VecEnv, make_vec
 from riskrl.envs.make import ENV_IDS
+
+from .transitions import uses_same_step_autoreset
 
 if TYPE_CHECKING:
     from .base import Agent
@@ -255,97 +254,26 @@ class VecEnvAdapter(gym.vector.VectorEnv):
         return f"VecEnvAdapter({self.venv!r}, num_envs={self.num_envs})"
 
 
-class NextStepVecEnv(VecEnv):
+class NextStepVecEnv(SB3VecEnv):
     """An SB3 ``VecEnv`` view of a riskrl batched env that uses NEXT_STEP autoreset.
 
     SB3 expects a finished env to come back already reset; here a finished env is reset at once with
-    ``reset(options={"reset_mask": done})``, and its last observation is put in
-    ``infos[i]["terminal_observation"]`` with Monitor-style ``episode`` statistics. (Envs with
-    SAME_STEP autoreset are viewed through :class:`riskrl.envs.SB3VecEnv` instead.)
+    ``reset(options={"reset_mask": done})`` and its last observation becomes
+    ``infos[i]["terminal_observation"]``. Everything else (episode statistics, infos, attribute
+    access) is :class:`riskrl.envs.SB3VecEnv`'s. (Envs with SAME_STEP autoreset are viewed through
+    :class:`riskrl.envs.SB3VecEnv` itself.)
     """
 
-    def __init__(self, env: Any) -> None:
-        self.env = env
-        super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
-        self._actions: np.ndarray | None = None
-        self._t0 = time.time()
-        self._discrete = isinstance(env.single_action_space, gym.spaces.Discrete)
+    @staticmethod
+    def _check_autoreset(env: Any) -> None:
+        if uses_same_step_autoreset(env):
+            raise ValueError("NextStepVecEnv is for NEXT_STEP autoreset envs; use riskrl.envs.SB3VecEnv")
 
-    def reset(self) -> np.ndarray:
-        """Reset every env (with the seed given to :meth:`seed`, if any); numpy obs."""
-        seed = self._seeds[0] if self._seeds and self._seeds[0] is not None else None
-        obs, _ = self.env.reset(seed=seed)
-        self._reset_seeds()
-        self.reset_infos = [{} for _ in range(self.num_envs)]
-        return _np(obs)
-
-    def step_async(self, actions: np.ndarray) -> None:
-        """Store the actions for :meth:`step_wait`."""
-        self._actions = np.asarray(actions)
-
-    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        """Step, then reset the envs that finished; SB3's ``(obs, rewards, dones, infos)``."""
-        if self._actions is None:
-            raise RuntimeError("step_async must be called before step_wait")
-        a = torch.as_tensor(self._actions)
-        a = (
-            a.reshape(self.num_envs).to(torch.int64)
-            if self._discrete
-            else a.reshape(self.num_envs, -1).float()
-        )
-        obs, rew, term, trunc, info = self.env.step(a)
-        term_np, trunc_np = _np(term).astype(bool), _np(trunc).astype(bool)
-        dones = term_np | trunc_np
-        obs_np = _np(obs)
-        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
-        if dones.any():
-            final = obs_np.copy()
-            new_obs, _ = self.env.reset(options={"reset_mask": torch.as_tensor(dones)})
-            obs_np = np.where(dones[:, None], _np(new_obs), obs_np)
-            ep = info.get("episode", {})
-            ep_r, ep_l = _np(ep.get("r", np.zeros(self.num_envs))), _np(ep.get("l", np.zeros(self.num_envs)))
-            for i in np.flatnonzero(dones):
-                infos[i]["terminal_observation"] = final[i]
-                infos[i]["TimeLimit.truncated"] = bool(trunc_np[i] and not term_np[i])
-                infos[i]["episode"] = {
-                    "r": float(ep_r[i]),
-                    "l": int(ep_l[i]),
-                    "t": round(time.time() - self._t0, 6),
-                }
-        self._actions = None
-        return obs_np, _np(rew).astype(np.float32), dones, infos
-
-    def close(self) -> None:
-        """Close the batched env."""
-        self.env.close()
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """The batched env's attribute, once per requested index."""
-        return [getattr(self.env, attr_name)] * len(self._indices(indices))
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        """Set an attribute of the batched env (shared by every index)."""
-        setattr(self.env, attr_name, value)
-
-    def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
-    ) -> list[Any]:
-        """Call a method of the batched env once; its result is repeated per requested index."""
-        result = getattr(self.env, method_name)(*method_args, **method_kwargs)
-        return [result] * len(self._indices(indices))
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        """riskrl batched envs are not wrapped by gymnasium wrappers."""
-        return [False] * len(self._indices(indices))
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        """Rendering is not supported by this view."""
-        return [None] * self.num_envs
-
-    def _indices(self, indices: VecEnvIndices) -> Iterable[int]:
-        if indices is None:
-            return range(self.num_envs)
-        return [indices] if isinstance(indices, int) else indices
+    def _restart_done(
+        self, obs: np.ndarray, dones: np.ndarray, info: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        new_obs, _ = self.env.reset(options={"reset_mask": torch.as_tensor(dones)})
+        return np.where(dones[:, None], self._to_np(new_obs).astype(np.float32), obs), obs.copy()
 
 
 def _np(x: Any) -> np.ndarray:

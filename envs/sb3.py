@@ -28,11 +28,7 @@ class SB3VecEnv(VecEnv):
     """
 
     def __init__(self, env: Any) -> None:
-        if getattr(env, "autoreset_mode", None) != AutoresetMode.SAME_STEP:
-            raise ValueError(
-                "SB3VecEnv needs an env built with autoreset_mode=AutoresetMode.SAME_STEP, e.g. "
-                "make_vec(env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP)"
-            )
+        self._check_autoreset(env)
         self.env = env
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self._actions: np.ndarray | None = None
@@ -40,6 +36,21 @@ class SB3VecEnv(VecEnv):
         self._discrete = not hasattr(env.single_action_space, "shape") or env.single_action_space.shape == ()
         self._ep_ret = np.zeros(self.num_envs, dtype=np.float64)
         self._ep_len = np.zeros(self.num_envs, dtype=np.int64)
+
+    @staticmethod
+    def _check_autoreset(env: Any) -> None:
+        if getattr(env, "autoreset_mode", None) != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                "SB3VecEnv needs an env built with autoreset_mode=AutoresetMode.SAME_STEP, e.g. "
+                "make_vec(env_id, num_envs, autoreset_mode=AutoresetMode.SAME_STEP)"
+            )
+
+    def _restart_done(
+        self, obs: np.ndarray, dones: np.ndarray, info: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(obs with the finished envs restarted, their terminal observations)``: under SAME_STEP
+        autoreset the env already restarted them and reports the terminal obs in ``info``."""
+        return obs, self._to_np(info["final_obs"]).astype(np.float32)
 
     def _to_np(self, x: torch.Tensor) -> np.ndarray:
         return x.detach().cpu().numpy()
@@ -76,7 +87,7 @@ class SB3VecEnv(VecEnv):
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         idx = np.flatnonzero(dones)
         if idx.size:
-            final = self._to_np(info["final_obs"]).astype(np.float32)
+            obs_np, final = self._restart_done(obs_np, dones, info)
             ep_r, ep_l = self._ep_ret.copy(), self._ep_len.copy()
             self._ep_ret[idx] = 0.0
             self._ep_len[idx] = 0

@@ -180,3 +180,25 @@ def test_checkpoint_from_before_auto_compile_still_loads(tmp_path) -> None:
     old = save_checkpoint(tmp_path / "old.zip", state, kind="BayesDQN", metadata=manifest["metadata"])
     loaded = BayesDQN.load(old)
     assert loaded.num_timesteps == agent.num_timesteps
+
+
+def test_get_env_view_of_a_next_step_env_reports_episodes_like_monitor() -> None:
+    """The SB3 view of a NEXT_STEP env restarts finished envs at once and reports their real return."""
+    agent = BayesDQN("CartPole-v1", seed=0, hidden=(8,), n_members=2)
+    venv = agent.get_env()
+    venv.seed(0)
+    obs = venv.reset()
+    returns, ended = np.zeros(venv.num_envs), []
+    for _ in range(60):
+        obs, rew, dones, infos = venv.step(np.ones(venv.num_envs, dtype=np.int64))  # always push right
+        returns += rew
+        for i in np.flatnonzero(dones):
+            assert infos[i]["episode"]["r"] == returns[i] == infos[i]["episode"]["l"]
+            assert (
+                abs(infos[i]["terminal_observation"][2]) > 0.2
+                or abs(infos[i]["terminal_observation"][0]) > 2.4
+            )
+            assert abs(obs[i][2]) <= 0.05  # already a fresh start
+            ended.append(returns[i])
+            returns[i] = 0
+    assert len(ended) >= 3
