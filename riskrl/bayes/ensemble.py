@@ -18,6 +18,16 @@ from torch import Tensor, nn
 __all__ = ["EnsembleConv2d", "EnsembleLinear", "ensemble_conv2d"]
 
 
+def _set_weights(module: nn.Module, weight: Tensor, bias: Tensor, trainable: bool) -> None:
+    """``weight`` / ``bias`` as parameters (trainable members) or buffers (fixed prior networks)."""
+    if trainable:
+        module.weight = nn.Parameter(weight)
+        module.bias = nn.Parameter(bias)
+    else:
+        module.register_buffer("weight", weight)
+        module.register_buffer("bias", bias)
+
+
 class EnsembleLinear(nn.Module):
     """``K`` independent linear layers: ``x (K, B, in) -> (K, B, out)``.
 
@@ -34,12 +44,7 @@ class EnsembleLinear(nn.Module):
         bound = 1.0 / math.sqrt(in_features)
         w = torch.empty(n_members, in_features, out_features).uniform_(-bound, bound)
         b = torch.empty(n_members, 1, out_features).uniform_(-bound, bound)
-        if trainable:
-            self.weight = nn.Parameter(w)
-            self.bias = nn.Parameter(b)
-        else:
-            self.register_buffer("weight", w)
-            self.register_buffer("bias", b)
+        _set_weights(self, w, b, trainable)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` of shape ``(B, in)`` (shared by all members) or ``(K, B, in)``; returns ``(K, B, out)``."""
@@ -106,12 +111,7 @@ class EnsembleConv2d(nn.Module):
             -bound, bound
         )
         b = torch.empty(n_members, out_channels).uniform_(-bound, bound)
-        if trainable:
-            self.weight = nn.Parameter(w)
-            self.bias = nn.Parameter(b)
-        else:
-            self.register_buffer("weight", w)
-            self.register_buffer("bias", b)
+        _set_weights(self, w, b, trainable)
 
     def forward(self, x: Tensor) -> Tensor:
         """Every member's convolution of its input; see :func:`ensemble_conv2d`."""
