@@ -173,6 +173,51 @@ class BayesMPCConfig:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
 
 
+def build_planner(cfg: BayesMPCConfig, action_space: gym.Space, device: Any) -> CEMPlanner:
+    """The CEM planner a config describes (``device="meta"`` allocates nothing: only its checks run)."""
+    return CEMPlanner(
+        action_space,
+        horizon=cfg.horizon,
+        population=cfg.population,
+        n_elites=cfg.n_elites,
+        iterations=cfg.cem_iterations,
+        alpha=cfg.cem_alpha,
+        init_std=cfg.init_std,
+        min_std=cfg.min_std,
+        keep_elites=cfg.keep_elites,
+        include_mean=cfg.include_mean,
+        device=device,
+    )
+
+
+def build_model(cfg: BayesMPCConfig, obs_dim: int, act_features: int) -> BayesMLP:
+    """The dynamics model (obs + action features -> change of obs) a config describes, on the CPU."""
+    return BayesMLP(
+        obs_dim + act_features,
+        obs_dim,
+        hidden=tuple(cfg.hidden),
+        family=cfg.model_family,
+        heteroscedastic=cfg.heteroscedastic,
+        activation=cfg.activation,
+        n_members=cfg.n_members,
+    )
+
+
+def build_value(cfg: BayesMPCConfig, obs_dim: int, device: Any) -> TerminalValue:
+    """The terminal value ``V(s)`` a config describes."""
+    return TerminalValue(
+        obs_dim,
+        hidden=tuple(cfg.hidden),
+        activation=cfg.activation,
+        n_members=cfg.n_members,
+        gamma=cfg.value_gamma,
+        n_step=cfg.value_n_step,
+        expectile=cfg.value_expectile,
+        steps=cfg.value_steps,
+        device=device,
+    )
+
+
 class BayesMPC(Agent):
     """PETS-style model-predictive control with a risk-adjusted plan score.
 
@@ -207,28 +252,8 @@ class BayesMPC(Agent):
                 raise ValueError(f"BayesMPC needs a flat Box action space, got {self.action_space}")
             self.act_dim = self.act_features = int(self.action_space.shape[0])
         self.reward_fn, self.termination_fn = self._model_functions()
-        self.planner = CEMPlanner(
-            self.action_space,
-            horizon=cfg.horizon,
-            population=cfg.population,
-            n_elites=cfg.n_elites,
-            iterations=cfg.cem_iterations,
-            alpha=cfg.cem_alpha,
-            init_std=cfg.init_std,
-            min_std=cfg.min_std,
-            keep_elites=cfg.keep_elites,
-            include_mean=cfg.include_mean,
-            device=self.device,
-        )
-        self.model = BayesMLP(
-            self.obs_dim + self.act_features,
-            self.obs_dim,
-            hidden=tuple(cfg.hidden),
-            family=cfg.model_family,
-            heteroscedastic=cfg.heteroscedastic,
-            activation=cfg.activation,
-            n_members=cfg.n_members,
-        ).to(self.device)
+        self.planner = build_planner(cfg, self.action_space, self.device)
+        self.model = build_model(cfg, self.obs_dim, self.act_features).to(self.device)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=cfg.model_lr, weight_decay=cfg.weight_decay
         )
@@ -242,17 +267,7 @@ class BayesMPC(Agent):
         )
         self.value: TerminalValue | None = None
         if cfg.terminal_value:
-            self.value = TerminalValue(
-                self.obs_dim,
-                hidden=tuple(cfg.hidden),
-                activation=cfg.activation,
-                n_members=cfg.n_members,
-                gamma=cfg.value_gamma,
-                n_step=cfg.value_n_step,
-                expectile=cfg.value_expectile,
-                steps=cfg.value_steps,
-                device=self.device,
-            )
+            self.value = build_value(cfg, self.obs_dim, self.device)
         n_boot = cfg.n_members if cfg.model_family == "ensemble" else 1
         self.boot_weights = torch.ones(cfg.buffer_size, n_boot, device=self.device)
         self.plan_rng = torch.Generator(device=self.device).manual_seed(self.seed + _PLAN_SEED_OFFSET)
@@ -618,44 +633,14 @@ class BayesMPC(Agent):
             space = gym.spaces.Box(
                 np.asarray(action_space["low"], np.float32), np.asarray(action_space["high"], np.float32)
             )
-        CEMPlanner(  # the planner's own checks (n_elites <= population, ...), allocating nothing
-            space,
-            horizon=config.horizon,
-            population=config.population,
-            n_elites=config.n_elites,
-            iterations=config.cem_iterations,
-            alpha=config.cem_alpha,
-            init_std=config.init_std,
-            min_std=config.min_std,
-            keep_elites=config.keep_elites,
-            include_mean=config.include_mean,
-            device="meta",
-        )
-        model = BayesMLP(
-            obs_dim + act_features,
-            obs_dim,
-            hidden=tuple(config.hidden),
-            family=config.model_family,
-            heteroscedastic=config.heteroscedastic,
-            activation=config.activation,
-            n_members=config.n_members,
-        )
+        build_planner(config, space, "meta")  # the planner's own checks (n_elites <= population, ...)
+        model = build_model(config, obs_dim, act_features)
         params = list(model.parameters())
         optimizer = torch.optim.Adam(params, lr=config.model_lr, weight_decay=config.weight_decay)
         value_spec: Any = None
         value_bytes = 0
         if config.terminal_value:
-            value = TerminalValue(
-                obs_dim,
-                hidden=tuple(config.hidden),
-                activation=config.activation,
-                n_members=config.n_members,
-                gamma=config.value_gamma,
-                n_step=config.value_n_step,
-                expectile=config.value_expectile,
-                steps=config.value_steps,
-                device="meta",
-            )
+            value = build_value(config, obs_dim, "meta")
             value_params = list(value.net.parameters())
             value_spec = {
                 "net": schema.module_spec(value.net),
