@@ -75,6 +75,7 @@ def mpc_case(env_id: str, steps: int, **cfg: Any) -> Callable[[], dict[str, Any]
 
 
 def fit_case(family: str, likelihood: str) -> dict[str, Any]:
+    torch.manual_seed(0)  # the model's initial weights come from torch's global generator
     g = torch.Generator().manual_seed(0)
     x = torch.rand(256, 3, generator=g) * 4 - 2
     if likelihood == "gaussian":
