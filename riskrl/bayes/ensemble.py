@@ -15,20 +15,43 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from riskrl.bayes.layers import check_conv_args
+
 __all__ = ["EnsembleConv2d", "EnsembleLinear", "ensemble_conv2d"]
 
 
-def _set_weights(module: nn.Module, weight: Tensor, bias: Tensor, trainable: bool) -> None:
-    """``weight`` / ``bias`` as parameters (trainable members) or buffers (fixed prior networks)."""
-    if trainable:
-        module.weight = nn.Parameter(weight)
-        module.bias = nn.Parameter(bias)
-    else:
-        module.register_buffer("weight", weight)
-        module.register_buffer("bias", bias)
+class _Members(nn.Module):
+    """``K`` members' stacked ``weight`` / ``bias`` (parameters, or buffers for fixed prior networks)
+    and the particle selection shared by :class:`EnsembleLinear` and :class:`EnsembleConv2d`."""
+
+    weight: Tensor
+    bias: Tensor
+
+    def __init__(self, n_members: int) -> None:
+        super().__init__()
+        if n_members < 1:
+            raise ValueError(f"n_members must be >= 1, got {n_members}")
+        self.n_members = n_members
+
+    def _set_weights(self, weight: Tensor, bias: Tensor, trainable: bool) -> None:
+        """``weight`` / ``bias`` as parameters (trainable members) or buffers (fixed prior networks)."""
+        if trainable:
+            self.weight = nn.Parameter(weight)
+            self.bias = nn.Parameter(bias)
+        else:
+            self.register_buffer("weight", weight)
+            self.register_buffer("bias", bias)
+
+    def select(self, n: int) -> tuple[Tensor, Tensor]:
+        """Weights and biases for ``n`` particles, particle ``i`` = member ``i % K`` (the stacks
+        themselves when ``n == K``)."""
+        if n == self.n_members:
+            return self.weight, self.bias
+        idx = torch.arange(n, device=self.weight.device) % self.n_members
+        return self.weight.index_select(0, idx), self.bias.index_select(0, idx)
 
 
-class EnsembleLinear(nn.Module):
+class EnsembleLinear(_Members):
     """``K`` independent linear layers: ``x (K, B, in) -> (K, B, out)``.
 
     With ``trainable=False`` the weights are buffers (used for randomized prior networks).
@@ -37,27 +60,18 @@ class EnsembleLinear(nn.Module):
     def __init__(
         self, n_members: int, in_features: int, out_features: int, *, trainable: bool = True
     ) -> None:
-        super().__init__()
-        if n_members < 1:
-            raise ValueError(f"n_members must be >= 1, got {n_members}")
-        self.n_members, self.in_features, self.out_features = n_members, in_features, out_features
+        super().__init__(n_members)
+        self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         w = torch.empty(n_members, in_features, out_features).uniform_(-bound, bound)
         b = torch.empty(n_members, 1, out_features).uniform_(-bound, bound)
-        _set_weights(self, w, b, trainable)
+        self._set_weights(w, b, trainable)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` of shape ``(B, in)`` (shared by all members) or ``(K, B, in)``; returns ``(K, B, out)``."""
         if x.dim() == 2:
             x = x.expand(self.n_members, *x.shape)
         return torch.baddbmm(self.bias, x, self.weight)
-
-    def select(self, n: int) -> tuple[Tensor, Tensor]:
-        """Weights for ``n`` particles, particle ``i`` = member ``i % K``: ``(n, in, out)``, ``(n, 1, out)``."""
-        if n == self.n_members:
-            return self.weight, self.bias
-        idx = torch.arange(n, device=self.weight.device) % self.n_members
-        return self.weight.index_select(0, idx), self.bias.index_select(0, idx)
 
     def extra_repr(self) -> str:
         return f"n_members={self.n_members}, in_features={self.in_features}, out_features={self.out_features}"
@@ -78,7 +92,7 @@ def ensemble_conv2d(x: Tensor, weight: Tensor, bias: Tensor, stride: int, paddin
     return y.unflatten(1, (k, out))
 
 
-class EnsembleConv2d(nn.Module):
+class EnsembleConv2d(_Members):
     """``K`` independent 2-d convolutions: ``x (B, C, H, W)`` or ``(B, K, C, H, W) -> (B, K, out, H', W')``.
 
     All members run as one grouped convolution (:func:`ensemble_conv2d`). With ``trainable=False``
@@ -96,33 +110,20 @@ class EnsembleConv2d(nn.Module):
         *,
         trainable: bool = True,
     ) -> None:
-        super().__init__()
-        if n_members < 1:
-            raise ValueError(f"n_members must be >= 1, got {n_members}")
-        if in_channels < 1 or out_channels < 1 or kernel_size < 1 or stride < 1 or padding < 0:
-            raise ValueError(
-                "need in_channels, out_channels, kernel_size, stride >= 1 and padding >= 0, got "
-                f"{in_channels}, {out_channels}, {kernel_size}, {stride}, {padding}"
-            )
-        self.n_members, self.in_channels, self.out_channels = n_members, in_channels, out_channels
+        super().__init__(n_members)
+        check_conv_args(in_channels, out_channels, kernel_size, stride, padding)
+        self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         bound = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
         w = torch.empty(n_members, out_channels, in_channels, kernel_size, kernel_size).uniform_(
             -bound, bound
         )
         b = torch.empty(n_members, out_channels).uniform_(-bound, bound)
-        _set_weights(self, w, b, trainable)
+        self._set_weights(w, b, trainable)
 
     def forward(self, x: Tensor) -> Tensor:
         """Every member's convolution of its input; see :func:`ensemble_conv2d`."""
         return ensemble_conv2d(x, self.weight, self.bias, self.stride, self.padding)
-
-    def select(self, n: int) -> tuple[Tensor, Tensor]:
-        """Kernels for ``n`` particles, particle ``i`` = member ``i % K``: ``(n, out, in, k, k)``, ``(n, out)``."""
-        if n == self.n_members:
-            return self.weight, self.bias
-        idx = torch.arange(n, device=self.weight.device) % self.n_members
-        return self.weight.index_select(0, idx), self.bias.index_select(0, idx)
 
     def extra_repr(self) -> str:
         return (

@@ -9,12 +9,13 @@ grouped convolution.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BayesConv2d", "BayesLinear", "MCDropout"]
+__all__ = ["BayesConv2d", "BayesLinear", "MCDropout", "PriorSpec", "check_conv_args"]
 
 _PRIORS = ("gaussian", "mixture")
 
@@ -23,42 +24,59 @@ def _normal_log_prob(w: Tensor, sigma: float) -> Tensor:
     return -0.5 * (w / sigma).square() - math.log(sigma) - 0.5 * math.log(2 * math.pi)
 
 
+def check_conv_args(in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int) -> None:
+    """ValueError unless channels, kernel size and stride are ``>= 1`` and padding ``>= 0``."""
+    if in_channels < 1 or out_channels < 1 or kernel_size < 1 or stride < 1 or padding < 0:
+        raise ValueError(
+            "need in_channels, out_channels, kernel_size, stride >= 1 and padding >= 0, got "
+            f"{in_channels}, {out_channels}, {kernel_size}, {stride}, {padding}"
+        )
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Prior and posterior initialisation of a Bayes-by-backprop layer (validated on construction).
+
+    ``prior="gaussian"``: ``N(0, prior_sigma^2)``; ``"mixture"``: ``mixture_pi N(0, mixture_sigma1^2)
+    + (1 - mixture_pi) N(0, mixture_sigma2^2)``. Every ``rho`` starts at ``posterior_rho_init``
+    (``sigma = softplus(rho)``). The field names are the layers' keyword arguments.
+    """
+
+    prior: str = "gaussian"
+    prior_sigma: float = 1.0
+    mixture_pi: float = 0.5
+    mixture_sigma1: float = 1.0
+    mixture_sigma2: float = math.exp(-6.0)
+    posterior_rho_init: float = -5.0
+
+    def __post_init__(self) -> None:
+        if self.prior not in _PRIORS:
+            raise ValueError(f"unknown prior {self.prior!r}; allowed values: {', '.join(_PRIORS)}")
+        for name in ("prior_sigma", "mixture_sigma1", "mixture_sigma2"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 < self.mixture_pi < 1.0:
+            raise ValueError(f"mixture_pi must be in (0, 1), got {self.mixture_pi}")
+        for name in ("prior_sigma", "mixture_pi", "mixture_sigma1", "mixture_sigma2", "posterior_rho_init"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
 class _BayesWeights(nn.Module):
     """Factorised Gaussian posterior ``N(mu, softplus(rho)^2)`` over a weight tensor and a bias,
     with its prior and ``KL(q || p)``: what :class:`BayesLinear` and :class:`BayesConv2d` share."""
 
     def __init__(
-        self,
-        weight_shape: tuple[int, ...],
-        out_features: int,
-        fan_in: int,
-        bias: bool,
-        *,
-        prior: str,
-        prior_sigma: float,
-        mixture_pi: float,
-        mixture_sigma1: float,
-        mixture_sigma2: float,
-        posterior_rho_init: float,
+        self, weight_shape: tuple[int, ...], out_features: int, fan_in: int, bias: bool, spec: PriorSpec
     ) -> None:
         super().__init__()
-        if prior not in _PRIORS:
-            raise ValueError(f"unknown prior {prior!r}; allowed values: {', '.join(_PRIORS)}")
-        for name, v in (("prior_sigma", prior_sigma), ("mixture_sigma1", mixture_sigma1)):
-            if not v > 0:
-                raise ValueError(f"{name} must be > 0, got {v}")
-        if not mixture_sigma2 > 0:
-            raise ValueError(f"mixture_sigma2 must be > 0, got {mixture_sigma2}")
-        if not 0.0 < mixture_pi < 1.0:
-            raise ValueError(f"mixture_pi must be in (0, 1), got {mixture_pi}")
         self.out_features, self._fan_in = out_features, fan_in
-        self.prior, self.prior_sigma = prior, float(prior_sigma)
+        self.prior, self.prior_sigma = spec.prior, spec.prior_sigma
         self.mixture_pi, self.mixture_sigma1, self.mixture_sigma2 = (
-            float(mixture_pi),
-            float(mixture_sigma1),
-            float(mixture_sigma2),
+            spec.mixture_pi,
+            spec.mixture_sigma1,
+            spec.mixture_sigma2,
         )
-        self.posterior_rho_init = float(posterior_rho_init)
+        self.posterior_rho_init = spec.posterior_rho_init
         self.weight_mu = nn.Parameter(torch.empty(weight_shape))
         self.weight_rho = nn.Parameter(torch.empty(weight_shape))
         if bias:
@@ -156,12 +174,7 @@ class BayesLinear(_BayesWeights):
             out_features,
             in_features,
             bias,
-            prior=prior,
-            prior_sigma=prior_sigma,
-            mixture_pi=mixture_pi,
-            mixture_sigma1=mixture_sigma1,
-            mixture_sigma2=mixture_sigma2,
-            posterior_rho_init=posterior_rho_init,
+            PriorSpec(prior, prior_sigma, mixture_pi, mixture_sigma1, mixture_sigma2, posterior_rho_init),
         )
         self.in_features = in_features
 
@@ -171,14 +184,19 @@ class BayesLinear(_BayesWeights):
             return x @ self.weight_mu + self._bias_mu()
         return self.local_reparam(x)
 
-    def local_reparam(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Sample pre-activations ``N(x mu + b, x^2 sigma^2 + s_b^2)`` independently per row."""
+    def local_reparam(
+        self, x: Tensor, generator: torch.Generator | None = None, n_samples: int | None = None
+    ) -> Tensor:
+        """Sample pre-activations ``N(x mu + b, x^2 sigma^2 + s_b^2)`` independently per row: one
+        sample per row of ``x`` (``(..., out)``), or ``n_samples`` of each (``(n_samples, ..., out)``,
+        the moments computed once)."""
         mean = x @ self.weight_mu + self._bias_mu()
         var = x.square() @ self.weight_sigma.square()
         bias_var = self._bias_var()
         if bias_var is not None:
             var = var + bias_var
-        eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        shape = mean.shape if n_samples is None else (n_samples, *mean.shape)
+        eps = torch.randn(shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return torch.addcmul(mean, var.clamp_min(1e-30).sqrt(), eps)
 
     def sample_weights(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
@@ -219,22 +237,13 @@ class BayesConv2d(_BayesWeights):
         mixture_sigma2: float = math.exp(-6.0),
         posterior_rho_init: float = -5.0,
     ) -> None:
-        if in_channels < 1 or out_channels < 1 or kernel_size < 1 or stride < 1 or padding < 0:
-            raise ValueError(
-                "need in_channels, out_channels, kernel_size, stride >= 1 and padding >= 0, got "
-                f"{in_channels}, {out_channels}, {kernel_size}, {stride}, {padding}"
-            )
+        check_conv_args(in_channels, out_channels, kernel_size, stride, padding)
         super().__init__(
             (out_channels, in_channels, kernel_size, kernel_size),
             out_channels,
             in_channels * kernel_size * kernel_size,
             bias,
-            prior=prior,
-            prior_sigma=prior_sigma,
-            mixture_pi=mixture_pi,
-            mixture_sigma1=mixture_sigma1,
-            mixture_sigma2=mixture_sigma2,
-            posterior_rho_init=posterior_rho_init,
+            PriorSpec(prior, prior_sigma, mixture_pi, mixture_sigma1, mixture_sigma2, posterior_rho_init),
         )
         self.in_channels, self.kernel_size = in_channels, kernel_size
         self.stride, self.padding = stride, padding
