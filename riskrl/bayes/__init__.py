@@ -31,7 +31,7 @@ from riskrl.bayes.ensemble import EnsembleConv2d, EnsembleLinear
 from riskrl.bayes.layers import BayesConv2d, BayesLinear, MCDropout
 from riskrl.bayes.mlp import ACTIVATIONS, FAMILIES, LIKELIHOODS, BayesMLP, Standardizer
 from riskrl.bayes.prediction import ClassPrediction, Particles, Prediction
-from riskrl.bayes.training import FitHistory, fit
+from riskrl.bayes.training import FitHistory, Trainer, copy_buffers, fit, polyak_update
 
 __all__ = [
     "ACQUISITION_CRITERIA",
@@ -52,16 +52,19 @@ __all__ = [
     "ReliabilityDiagram",
     "ReviewRule",
     "Standardizer",
+    "Trainer",
     "accuracy",
     "acquire",
     "auroc",
     "calibration",
     "calibration_curve",
     "categorical_nll",
+    "copy_buffers",
     "expected_calibration_error",
     "fit",
     "gaussian_nll",
     "interval_coverage",
+    "polyak_update",
     "reliability_diagram",
     "rmse",
     "uncertainty_scores",

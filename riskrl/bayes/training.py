@@ -1,15 +1,20 @@
-"""Training: ``fit`` minimises the model's ELBO / NLL loss (Gaussian or categorical likelihood) with Adam."""
+"""Training: one :class:`Trainer` (persistent Adam, shuffled minibatches, member weights, step
+budget) behind every gradient loop; ``fit`` minimises a model's ELBO / NLL loss (Gaussian or
+categorical likelihood) with it; :func:`polyak_update` moves a target network towards its source."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 from riskrl.bayes.mlp import BayesMLP, as_numeric_tensor
 
-__all__ = ["FitHistory", "fit"]
+__all__ = ["FitHistory", "Trainer", "copy_buffers", "fit", "polyak_update"]
 
 
 @dataclass
@@ -25,6 +30,197 @@ class FitHistory:
 
     def __len__(self) -> int:
         return len(self.losses)
+
+
+class Trainer:
+    """Adam over a model's trainable parameters, kept across calls, with shuffled minibatches.
+
+    One trainer serves every gradient loop in riskrl: :func:`fit`, BayesMPC's dynamics model
+    (online retraining and one-step-at-a-time offline learning) and its terminal value.
+
+    * The optimizer persists, so its moments carry over between calls; :meth:`state_dict` /
+      :meth:`load_state_dict` are the Adam optimizer's own (checkpoints keep that layout).
+    * ``generator`` shuffles the rows (the permutation is drawn on the generator's device and moved
+      to the model's); ``noise`` (default: ``generator``) drives the sampling inside ``model.loss``
+      (bbb weights, dropout masks), so torch's global RNG is never used.
+    * :meth:`train` runs epochs of minibatches with a step budget; :meth:`next_batch` hands out one
+      minibatch at a time and resumes where the last call stopped (the offline path).
+    * :meth:`step` is the generic ``zero_grad`` / ``backward`` / ``step`` for any loss; every step's
+      loss is summed on the device (no host sync per step) until :meth:`reset_loss`.
+
+    Args:
+        model: the module to train (``model.loss(x, y, n_data, member_weights, generator)`` is used
+            by :meth:`batch_step` and :meth:`train`; :meth:`step` takes any loss).
+        lr, weight_decay: Adam's.
+        batch_size: rows per minibatch (at most the dataset size).
+        generator: shuffles the rows (needed by :meth:`next_batch` and :meth:`train` only).
+        noise: the generator passed to ``model.loss`` (default ``generator``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int = 64,
+        generator: torch.Generator | None = None,
+        noise: torch.Generator | None = None,
+    ) -> None:
+        if not (math.isfinite(lr) and lr > 0) or not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}")
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        self.model = model
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(f"{type(model).__name__} has no trainable parameters")
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
+        self.batch_size = int(batch_size)
+        self.generator = generator
+        self.noise = noise
+        self.n_steps = 0  # gradient steps taken over the trainer's life
+        self._perm: Tensor | None = None  # current epoch's row order
+        self._pos = 0  # rows of it used
+        self.reset_loss()
+
+    # ------------------------------------------------------------------ loss accounting
+
+    def reset_loss(self) -> None:
+        """Start a new loss sum (:meth:`mean_loss`, :attr:`last_loss`)."""
+        self._loss_sum: Tensor | None = None
+        self._loss_count = 0
+        self.last_loss: Tensor | None = None  # the last step's loss (detached, on the device)
+
+    def mean_loss(self) -> Tensor:
+        """Weighted mean loss of the steps since :meth:`reset_loss`, on the device (``nan`` if none)."""
+        if self._loss_sum is None:
+            return torch.full((), float("nan"), device=self.params[0].device)
+        return self._loss_sum / self._loss_count
+
+    # ------------------------------------------------------------------ gradient steps
+
+    def step(self, loss: Tensor, weight: int = 1) -> Tensor:
+        """One optimizer step on ``loss``: ``zero_grad``, ``backward``, ``step``. The loss enters the
+        running sum with ``weight`` (e.g. the batch's rows); returns it detached."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.n_steps += 1
+        detached = loss.detach()
+        weighted = detached * weight
+        self._loss_sum = weighted if self._loss_sum is None else self._loss_sum + weighted
+        self._loss_count += int(weight)
+        self.last_loss = detached
+        return detached
+
+    def batch_step(
+        self, x: Tensor, y: Tensor, idx: Tensor, n_data: int, member_weights: Tensor | None = None
+    ) -> Tensor:
+        """One step of ``model.loss`` on rows ``idx`` of ``x``/``y``; ``member_weights (N, K)`` (e.g.
+        bootstrap counts, one column per member) are passed as ``(K, B)`` for the batch."""
+        mw = None if member_weights is None else member_weights[idx].t()
+        loss = self.model.loss(x[idx], y[idx], n_data, member_weights=mw, generator=self._noise())
+        return self.step(loss, weight=idx.numel())
+
+    # ------------------------------------------------------------------ minibatches
+
+    def reset_position(self) -> None:
+        """The next minibatch starts a fresh epoch (a new permutation)."""
+        self._perm, self._pos = None, 0
+
+    def next_batch(self, n: int, *, drop_last: bool = False) -> Tensor:
+        """Row indices of the next minibatch of a per-epoch random permutation of ``range(n)``.
+
+        Resumes where the last call stopped; a new permutation is drawn when the current one is used
+        up (with ``drop_last``, also when fewer than ``batch_size`` rows are left: every batch is full
+        and the rows left over are skipped that epoch) or when ``n`` changed.
+        """
+        bs = min(self.batch_size, n)
+        if self._perm is None or self._perm.shape[0] != n or self._pos + (bs if drop_last else 1) > n:
+            if self.generator is None:
+                raise ValueError("this trainer has no generator to shuffle minibatches with")
+            perm = torch.randperm(n, generator=self.generator, device=self.generator.device)
+            self._perm, self._pos = perm.to(self.params[0].device), 0
+        idx = self._perm[self._pos : self._pos + bs]
+        self._pos += idx.shape[0]
+        return idx
+
+    @property
+    def epoch_done(self) -> bool:
+        """Whether the current permutation is used up (the next batch starts a new epoch)."""
+        return self._perm is None or self._pos >= self._perm.shape[0]
+
+    def train(
+        self,
+        x: Tensor,
+        y: Tensor,
+        epochs: int,
+        *,
+        n_data: int | None = None,
+        member_weights: Tensor | None = None,
+        max_steps: int | None = None,
+    ) -> Iterator[Tensor]:
+        """Train ``epochs`` passes over shuffled minibatches of ``x``/``y`` (the last batch of a pass
+        may be smaller), stopping after ``max_steps`` gradient steps in all (``None``: no limit).
+
+        A generator: yields each pass's mean loss per row as a device scalar (a pass cut short by
+        the budget yields the mean over the rows it saw). Each call starts a fresh permutation;
+        ``n_data`` (default: the rows of ``x``) is the dataset size ``model.loss`` scales its KL by.
+        """
+        n = x.shape[0]
+        n_data = n if n_data is None else n_data
+        self.reset_position()
+        taken = 0
+        for _ in range(epochs):
+            if max_steps is not None and taken >= max_steps:
+                return
+            self.reset_loss()
+            while True:
+                self.batch_step(x, y, self.next_batch(n), n_data, member_weights)
+                taken += 1
+                if self.epoch_done or (max_steps is not None and taken >= max_steps):
+                    break
+            yield self.mean_loss()
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        """The Adam optimizer's ``state_dict`` (the layout checkpoints store)."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.optimizer.load_state_dict(state)
+
+    def _noise(self) -> torch.Generator | None:
+        return self.generator if self.noise is None else self.noise
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """Move ``target``'s parameters towards ``source``'s: ``target <- (1 - tau) target + tau source``.
+
+    ``tau = 1`` copies exactly (an interpolation could round). Buffers (input/target standardisers,
+    fixed prior networks) are statistics, not learnt weights: they are copied whatever ``tau``, so
+    the target always standardises its inputs like the source. Raises ``ValueError`` for ``tau``
+    outside ``(0, 1]`` or modules with different numbers of parameters or buffers.
+    """
+    if not 0.0 < float(tau) <= 1.0:
+        raise ValueError(f"tau must be in (0, 1], got {tau}")
+    for p_t, p in zip(target.parameters(), source.parameters(), strict=True):
+        if tau == 1.0:
+            p_t.copy_(p)
+        else:
+            p_t.lerp_(p, tau)
+    copy_buffers(target, source)
+
+
+@torch.no_grad()
+def copy_buffers(target: nn.Module, source: nn.Module) -> None:
+    """Copy every buffer of ``source`` into ``target`` (same structure), in place."""
+    for b_t, b in zip(target.buffers(), source.buffers(), strict=True):
+        b_t.copy_(b)
 
 
 def fit(
@@ -46,8 +242,9 @@ def fit(
 
     Minimises ``model.loss`` (NLL + KL / N with N the dataset size; the NLL is the model's
     likelihood: Gaussian or cross-entropy) with Adam over shuffled minibatches. ``standardize=True``
-    first sets the model's input (and regression target) standardisers from the data. ``seed`` (or a CPU ``generator``) fixes the shuffling. Raises ``ValueError`` for empty or
-    non-finite data, mismatched lengths and bad hyper-parameters.
+    first sets the model's input (and regression target) standardisers from the data. ``seed`` (or
+    a CPU ``generator``) fixes the shuffling. The loop is a :class:`Trainer`'s. Raises
+    ``ValueError`` for empty or non-finite data, mismatched lengths and bad hyper-parameters.
     """
     if not isinstance(model, BayesMLP):
         raise ValueError(f"model must be a BayesMLP, got {type(model).__name__}")
@@ -62,7 +259,6 @@ def fit(
     if xt.shape[0] != yt.shape[0]:
         raise ValueError(f"x and y have different lengths: {xt.shape[0]} vs {yt.shape[0]}")
     xt, yt = model._as_x(xt), model._as_y(yt, xt.shape[0])  # dtype/device, shapes, finiteness
-    n_data = xt.shape[0]
     if standardize:
         model.fit_standardizers(xt, yt)
     if generator is None:
@@ -76,31 +272,22 @@ def fit(
     noise = torch.Generator(device=xt.device).manual_seed(
         int(torch.randint(0, 2**62, (1,), generator=generator))
     )
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    trainer = Trainer(
+        model, lr=lr, weight_decay=weight_decay, batch_size=batch_size, generator=generator, noise=noise
+    )
     history = FitHistory()
-    bs = min(batch_size, n_data)
-    epochs_iter: Any = range(epochs)
-    if progress_bar:
-        from tqdm.auto import tqdm
-
-        epochs_iter = tqdm(epochs_iter, desc=f"fit {model.family}", unit="epoch")
     was_training = model.training
     model.train()
     try:
-        for _ in epochs_iter:
-            perm = torch.randperm(n_data, generator=generator).to(xt.device)
-            total = 0.0
-            for start in range(0, n_data, bs):
-                idx = perm[start : start + bs]
-                loss = model.loss(xt[idx], yt[idx], n_data, generator=noise)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * idx.numel()
-            history.losses.append(total / n_data)
+        losses: Any = trainer.train(xt, yt, epochs)
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            losses = tqdm(losses, total=epochs, desc=f"fit {model.family}", unit="epoch")
+        for loss in losses:
+            history.losses.append(float(loss))
             if progress_bar:
-                epochs_iter.set_postfix(loss=f"{history.losses[-1]:.4g}")
+                losses.set_postfix(loss=f"{history.losses[-1]:.4g}")
     finally:
         model.train(was_training)
     return history
