@@ -38,6 +38,7 @@ from riskrl.checkpoint import (
 )
 from riskrl.devices import resolve_device
 from riskrl.envs import SB3VecEnv, from_gym_env, make_vec
+from riskrl.envs.autoreset import uses_same_step_autoreset
 from riskrl.envs.base import check_physical
 from riskrl.risk import validate_risk_tolerance
 
@@ -55,7 +56,6 @@ from .sb3_compat import (
     sb3_load_path,
     vec_normalize_of,
 )
-from .transitions import uses_same_step_autoreset
 
 __all__ = ["Agent", "MaybeCallback", "restore_generator", "space_to_json"]
 

@@ -35,13 +35,14 @@ from torch import Tensor
 
 from riskrl.bayes import FAMILIES, BayesMLP
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
+from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import lcb, validate_risk_tolerance
 
 from . import schema
 from .base import Agent, finite_float
 from .buffers import ReplayBuffer
 from .heads import SharedTorsoEnsemble
-from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
+from .transitions import add_valid
 
 __all__ = ["BayesDQN", "BayesDQNConfig"]
 
@@ -271,9 +272,7 @@ class BayesDQN(Agent):
         )
         # Seed of the frozen posterior draw explored with (bbb / mc_dropout; redrawn at episode ends).
         self._pool_seed = self._draw_seed()
-        # NEXT_STEP autoreset: the step after a done returns a reset obs and is not a transition.
-        self._skip = torch.zeros(n_env, dtype=torch.bool, device=self.device)
-        self._same_step = uses_same_step_autoreset(self.env)
+        self._autoreset = AutoresetMask(self.env, n_env, self.device)
         self._n_calls = 0
         self._n_updates = 0
         self._grad_credit = 0.0  # utd_ratio: gradient steps due but not yet run (fractional)
@@ -365,12 +364,9 @@ class BayesDQN(Agent):
         truncated = torch.as_tensor(truncated, device=self.device)
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
         done = terminated | truncated
-        real_next = terminal_next_obs(next_obs, done, info) if self._same_step else next_obs
-        # NEXT_STEP autoreset: the step after a done only resets that env (``_skip``), no transition.
-        valid = None if self._same_step else ~self._skip  # SAME_STEP: every step is a transition
-        add_valid(self.buffer.add, valid, obs, actions, reward, real_next, terminated, done)
-        if not self._same_step:
-            self._skip = done.clone()
+        real_next = self._autoreset.real_next_obs(next_obs, done, info)
+        add_valid(self.buffer.add, self._autoreset.valid(), obs, actions, reward, real_next, terminated, done)
+        self._autoreset.update(done)
         if cfg.thompson_resample == "episode":
             self._resample(done)  # masked, so no host sync to ask whether any episode ended
         self._n_calls += 1
@@ -468,7 +464,7 @@ class BayesDQN(Agent):
             "buffer": self.buffer.state_dict(),
             "thompson_idx": self._thompson_idx,
             "pool_seed": str(self._pool_seed),
-            "skip": self._skip,
+            "skip": self._autoreset.pending,
             "n_calls": self._n_calls,
             "n_updates": self._n_updates,
             "grad_credit": self._grad_credit,
@@ -481,7 +477,7 @@ class BayesDQN(Agent):
         self._pool_seed = int(state["pool_seed"])
         if state["skip"].shape[0] == self.env.num_envs:
             self._thompson_idx = state["thompson_idx"].to(self.device)
-            self._skip = state["skip"].to(device=self.device, dtype=torch.bool)
+            self._autoreset.pending = state["skip"].to(device=self.device, dtype=torch.bool)
         # else: resumed on an env with another num_envs; keep the fresh per-env state from _setup.
         self._n_calls = int(state["n_calls"])
         self._n_updates = int(state["n_updates"])

@@ -27,9 +27,8 @@ from stable_baselines3.common.vec_env import VecEnv, VecNormalize, unwrap_vec_no
 from torch import Tensor, nn
 
 from riskrl.envs import SB3VecEnv, make_vec
+from riskrl.envs.autoreset import uses_same_step_autoreset
 from riskrl.envs.make import ENV_IDS
-
-from .transitions import uses_same_step_autoreset
 
 if TYPE_CHECKING:
     from .base import Agent

@@ -35,7 +35,6 @@ import torch
 from torch import Tensor
 
 from riskrl.agents.base import space_to_json
-from riskrl.agents.transitions import terminal_next_obs, uses_same_step_autoreset
 from riskrl.checkpoint import (
     CheckpointError,
     JsonSpec,
@@ -47,6 +46,7 @@ from riskrl.checkpoint import (
 )
 from riskrl.devices import resolve_device
 from riskrl.envs import make_vec
+from riskrl.envs.autoreset import AutoresetMask
 from riskrl.evaluation import PolicyLike, _policy_fn
 
 __all__ = [
@@ -511,13 +511,12 @@ def collect(
         act = None
     else:
         act, _ = _policy_fn(policy, deterministic, policy_input)
-    same_step = uses_same_step_autoreset(env)
     obs, _ = env.reset(seed=int(seed))
     if perturb:
         env.perturb(**dict(perturb))
         obs, _ = env.reset(seed=int(seed))
     n_env = int(num_envs)
-    pending = torch.zeros(n_env, dtype=torch.bool, device=dev)
+    autoreset = AutoresetMask(env, n_env, dev)
     episode = torch.zeros(n_env, dtype=torch.int64, device=dev)
     rows: dict[str, list[Tensor]] = {
         k: [] for k in ("obs", "act", "rew", "next", "term", "trunc", "ep", "valid")
@@ -548,8 +547,8 @@ def collect(
         term = torch.as_tensor(terminated, device=dev).to(torch.bool)
         trunc = torch.as_tensor(truncated, device=dev).to(torch.bool)
         done = term | trunc
-        real_next = terminal_next_obs(next_t, done, info) if same_step else next_t
-        valid = ~pending
+        real_next = autoreset.real_next_obs(next_t, done, info)
+        valid = autoreset.live
         rows["obs"].append(obs_t)
         rows["act"].append(actions)
         rows["rew"].append(torch.as_tensor(reward, device=dev).to(torch.float32))
@@ -559,7 +558,7 @@ def collect(
         rows["ep"].append(episode.clone())
         rows["valid"].append(valid)
         episode = episode + (done & valid).to(torch.int64)
-        pending = (done & valid) if not same_step else torch.zeros_like(done)
+        autoreset.update(done)
         count += int(valid.sum())  # one host sync per vectorised step
         obs = next_obs
         if count >= n_steps:

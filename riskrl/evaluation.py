@@ -16,12 +16,12 @@ from typing import Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode
 from scipy import stats
 from torch import Tensor
 
 from riskrl.devices import resolve_device
 from riskrl.envs import make_vec
+from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import cvar as _cvar
 
 __all__ = ["EvalResult", "bootstrap_ci", "evaluate"]
@@ -307,8 +307,7 @@ def evaluate(
     ep_length = torch.zeros(n_env, dtype=torch.int64, device=dev)
     std_sum = torch.zeros((), dtype=torch.float64, device=dev)
     std_count = torch.zeros((), dtype=torch.int64, device=dev)
-    next_step_mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP) == AutoresetMode.NEXT_STEP
-    pending_reset = torch.zeros(n_env, dtype=torch.bool, device=dev)
+    autoreset = AutoresetMask(env, n_env, dev)
     if max_steps is None:
         horizon = getattr(env, "max_episode_steps", None) or 10_000
         max_steps = (max_quota + 1) * (int(horizon) + 1) + 10
@@ -325,8 +324,7 @@ def evaluate(
     for _ in range(int(max_steps)):
         action, std = act(obs)
         obs, reward, terminated, truncated, _info = env.step(action)
-        # In NEXT_STEP mode the step after a done only resets that env: not part of any episode.
-        live = ~pending_reset if next_step_mode else torch.ones_like(pending_reset)
+        live = autoreset.live  # the step after a done under NEXT_STEP autoreset is not part of an episode
         active = live & (count < quota)
         if reports_std and std is not None:
             std_sum += torch.where(active, std.to(device=dev, dtype=torch.float64), 0.0).sum()
@@ -342,7 +340,7 @@ def evaluate(
         count += record.to(torch.int64)
         ep_return = torch.where(done, 0.0, ep_return)
         ep_length = torch.where(done, 0, ep_length)
-        pending_reset = done if next_step_mode else pending_reset
+        autoreset.update(done)
         finished, broken = torch.stack(
             ((count >= quota).all(), _nonfinite(obs, reward, dev))
         ).tolist()  # one host sync per step
