@@ -32,12 +32,13 @@ from torch import Tensor
 
 from riskrl.bayes import BayesMLP
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
+from riskrl.envs.autoreset import AutoresetMask
 
 from . import schema
 from .base import Agent, restore_generator
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
-from .transitions import add_valid, terminal_next_obs, uses_same_step_autoreset
+from .transitions import add_valid
 from .value import TerminalValue
 
 __all__ = ["BayesMPC", "BayesMPCConfig"]
@@ -277,8 +278,7 @@ class BayesMPC(Agent):
         self.last_model_loss = float("nan")
         self._train_dist: Tensor | None = None  # warm start of the training-time planner
         self._eval_dist: Tensor | None = None  # warm start of predict()
-        self._pending_reset: Tensor | None = None  # NEXT_STEP autoreset bookkeeping
-        self.same_step = uses_same_step_autoreset(self.env)
+        self._autoreset = AutoresetMask(self.env, int(self.env.num_envs), self.device)
 
     def _model_functions(self) -> tuple[Any, Any]:
         """The env's batched ``reward_fn`` / ``termination_fn``, probed once on a ``(2, 1, ...)`` batch."""
@@ -417,8 +417,6 @@ class BayesMPC(Agent):
     def _collect_step(self, obs: Tensor) -> tuple[Tensor, dict[str, Any]]:
         cfg = self.config
         n = self.env.num_envs
-        if self._pending_reset is None or self._pending_reset.shape[0] != n:
-            self._pending_reset = torch.zeros(n, dtype=torch.bool, device=self.device)
         obs = obs.to(self.device, torch.float32)
         if not self.trained:
             action = self._random_actions(n)
@@ -433,11 +431,9 @@ class BayesMPC(Agent):
         truncated = torch.as_tensor(truncated, device=self.device).to(torch.bool)
         reward = torch.as_tensor(reward, device=self.device, dtype=torch.float32)
         done = terminated | truncated
-        real_next = terminal_next_obs(next_obs, done, info) if self.same_step else next_obs
-        # NEXT_STEP: the step after a done only resets the env; SAME_STEP: every step is a transition
-        valid = None if self.same_step else ~self._pending_reset
-        add_valid(self._add, valid, obs, action, reward, real_next, terminated, done)
-        self._pending_reset = done.clone() if not self.same_step else torch.zeros_like(done)
+        real_next = self._autoreset.real_next_obs(next_obs, done, info)
+        add_valid(self._add, self._autoreset.valid(), obs, action, reward, real_next, terminated, done)
+        self._autoreset.update(done)
         if self._train_dist is not None:  # envs that ended restart from the uninformed plan (no host sync)
             fresh = self.planner.initial(n)
             self._train_dist = torch.where(done.view(-1, 1, 1), fresh, self._train_dist)
@@ -588,7 +584,7 @@ class BayesMPC(Agent):
             "steps_since_train": self.steps_since_train,
             "model_updates": self.model_updates,
             "train_dist": self._train_dist,
-            "pending_reset": self._pending_reset,
+            "pending_reset": self._autoreset.pending,
         }
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
@@ -599,7 +595,8 @@ class BayesMPC(Agent):
         self.steps_since_train = int(state["steps_since_train"])
         self.model_updates = int(state["model_updates"])
         self._train_dist = state["train_dist"]
-        self._pending_reset = state["pending_reset"]
+        if state["pending_reset"] is not None:  # None in checkpoints saved before the first step
+            self._autoreset.pending = state["pending_reset"].to(device=self.device, dtype=torch.bool)
 
     # ------------------------------------------------------------------ checkpoint schema (Agent.load)
 
