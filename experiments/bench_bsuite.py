@@ -19,11 +19,19 @@ bsuite 0.3.6 and pandas < 2: bsuite's ``find_solution`` uses ``Series.append``, 
 by riskrl's re-implementation of the same criterion (exact per-episode counts, and at bsuite's logged
 episodes) so the two can be compared.
 
+cartpole_swingup (bsuite's sparse-reward swing-up, 1000 episodes of up to 1000 steps per setting) runs
+through the same bridge with no early stop (an episode cap and a wall-clock cap); bsuite's own
+``cartpole_swingup.analysis.score`` scores it (on the episodes run: partial when capped below 1000).
+
 Usage::
 
     python experiments/bench_bsuite.py --ids deep_sea/0,deep_sea/2,deep_sea/5 --seeds 0,1 \
         --agents thompson,ucb,eps_greedy --max-episodes eps_greedy=500 --run-seconds 900 \
         --budget-minutes 45 --score-python /work/venvs/bsuite-analysis/bin/python --out bsuite_deep_sea
+    # an ordered job list (scheme:ids, ranges inclusive), each run capped where bsuite's score stops
+    # counting (min(10000, 2**N + 100) episodes), a base-config override:
+    python experiments/bench_bsuite.py --jobs "thompson:deep_sea/0-10;eps_greedy:deep_sea/0-2" \
+        --max-episodes thompson=score,eps_greedy=score --set n_members=20 --out bsuite_deep_sea
     python experiments/bench_bsuite.py --rescore experiments/results/bsuite_deep_sea.json \
         --score-python /work/venvs/bsuite-analysis/bin/python
 """
@@ -31,8 +39,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -81,6 +91,24 @@ CRITERIA = {"deep_sea": (0.9, 1), "deep_sea_stochastic": (0.8, 100)}
 REFERENCE = {
     "boot_dqn": "(20 members, randomized priors, 50-50 MLP) solves every size N = 10..50 within 10k episodes",
     "dqn": "(epsilon-greedy) solves none",
+    "other_experiments": "bsuite's published boot_dqn scores on deep_sea_stochastic and cartpole_swingup are "
+    "shown in its paper's figures only; no number is stored with this project, so none is quoted here",
+}
+#: bsuite's boot_dqn baseline settings (bsuite/baselines/jax/boot_dqn/agent.py ``default_agent``, bsuite
+#: 0.3.6), for comparison with BASE: one SGD step of batch 128 per env step, 20 members, prior scale 5
+BOOT_DQN_SETTINGS = {
+    "num_ensemble": 20,
+    "prior_scale": 5.0,
+    "hidden_sizes": [50, 50],
+    "batch_size": 128,
+    "sgd_period": 1,
+    "replay_capacity": 10_000,
+    "min_replay_size": 128,
+    "target_update_period": 4,
+    "learning_rate": 1e-3,
+    "discount": 0.99,
+    "mask_prob": 1.0,
+    "epsilon": 0.0,
 }
 
 
@@ -133,16 +161,52 @@ class DeepSeaTracker(BaseCallback):
         return True
 
 
+class EpisodeTracker(BaseCallback):
+    """Counts episodes of a bsuite env with no solved criterion (cartpole_swingup); stops at the episode
+    or wall-clock cap and keeps bsuite's running statistics (``bsuite_info``) at the last episode end."""
+
+    def __init__(self, env: BsuiteEnv, max_episodes: int, deadline: float) -> None:
+        super().__init__()
+        self.env, self.max_episodes, self.deadline = env, max_episodes, deadline
+        self.episodes = 0
+        self.stop_reason = "running"
+        self.info: dict[str, float] = {}
+
+    def _on_step(self) -> bool:
+        episode = int(self.env.bsuite_env._episode)
+        if episode == self.episodes:
+            return True
+        self.episodes = episode
+        self.info = {k: float(v) for k, v in self.env.raw_env.bsuite_info().items()}
+        if episode >= self.max_episodes:
+            self.stop_reason = "episode cap"
+            return False
+        if time.time() > self.deadline:
+            self.stop_reason = "time cap"
+            return False
+        return True
+
+
 def run_one(
-    scheme: str, bsuite_id: str, seed: int, csv_dir: Path, max_episodes: int, run_seconds: float
+    scheme: str,
+    bsuite_id: str,
+    seed: int,
+    csv_dir: Path,
+    max_episodes: int,
+    run_seconds: float,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train one agent on one bsuite id through the bridge; returns the run's record."""
     env = BsuiteEnv(bsuite_id, results_dir=csv_dir, overwrite=True)
     env.reset(seed=seed)
-    size = int(env.raw_env._size)
-    cfg = {**BASE, **SCHEMES[scheme]}
+    experiment = bsuite_id.split("/")[0]
+    cfg = {**(BASE if base is None else base), **SCHEMES[scheme]}
     agent = BayesDQN(env, seed=seed, **cfg)
-    tracker = DeepSeaTracker(env, max_episodes, time.time() + run_seconds)
+    deadline = time.time() + run_seconds
+    if experiment not in CRITERIA:
+        return _run_episodic(scheme, bsuite_id, seed, csv_dir, max_episodes, env, agent, cfg, deadline)
+    size = int(env.raw_env._size)
+    tracker = DeepSeaTracker(env, max_episodes, deadline)
     start, cpu0 = time.time(), time.process_time()
     # episodes last `size` steps, plus one autoreset step each in the one-env adapter
     agent.learn(max_episodes * (size + 1) + cfg["learning_starts"] + 10, callback=tracker)
@@ -162,7 +226,51 @@ def run_one(
         "max_episodes": max_episodes,
         "wall_s": round(time.time() - start, 1),
         "cpu_s": round(time.process_time() - cpu0, 1),
-        "csv_dir": str(csv_dir.relative_to(RESULTS) if csv_dir.is_relative_to(RESULTS) else csv_dir),
+        "csv_dir": _rel(csv_dir),
+    }
+
+
+def _rel(csv_dir: Path) -> str:
+    return str(csv_dir.relative_to(RESULTS) if csv_dir.is_relative_to(RESULTS) else csv_dir)
+
+
+def _run_episodic(
+    scheme: str,
+    bsuite_id: str,
+    seed: int,
+    csv_dir: Path,
+    max_episodes: int,
+    env: BsuiteEnv,
+    agent: BayesDQN,
+    cfg: dict[str, Any],
+    deadline: float,
+) -> dict[str, Any]:
+    """A run without a solved criterion (cartpole_swingup): episode cap or wall-clock cap."""
+    tracker = EpisodeTracker(env, max_episodes, deadline)
+    start, cpu0 = time.time(), time.process_time()
+    max_steps = round(env.raw_env._max_time / env.raw_env._timescale) + 2
+    agent.learn(max_episodes * (max_steps + 1) + cfg["learning_starts"] + 10, callback=tracker)
+    env.close()
+    raw = env.raw_env
+    return {
+        "scheme": scheme,
+        "experiment": bsuite_id.split("/")[0],
+        "bsuite_id": bsuite_id,
+        "setting": {
+            "height_threshold": float(raw._height_threshold),
+            "x_reward_threshold": float(raw._x_reward_threshold),
+        },
+        "seed": seed,
+        "episodes": tracker.episodes,
+        "env_steps": int(agent.num_timesteps),
+        "best_episode": tracker.info.get("best_episode"),
+        "raw_return": tracker.info.get("raw_return"),
+        "total_upright": tracker.info.get("total_upright"),
+        "stop_reason": tracker.stop_reason,
+        "max_episodes": max_episodes,
+        "wall_s": round(time.time() - start, 1),
+        "cpu_s": round(time.process_time() - cpu0, 1),
+        "csv_dir": _rel(csv_dir),
     }
 
 
@@ -176,6 +284,10 @@ df, sweep_vars = csv_load.load_bsuite(dirs)
 out = {"pandas": __import__("pandas").__version__, "bsuite": __import__("bsuite").__version__, "agents": {}}
 for (name, exp), sub in df.groupby(["agent_name", "bsuite_env"]):
     mod = importlib.import_module(f"bsuite.experiments.{exp}.analysis")
+    if not hasattr(mod, "find_solution"):  # cartpole_swingup: bsuite's score on the episodes logged
+        out["agents"][f"{name}|{exp}"] = {"score": float(mod.score(sub)),
+                                          "episodes_logged": int(sub.episode.max())}
+        continue
     try:
         sol = mod.find_solution(sub)
     except ValueError as err:  # bsuite's find_solution raises when no size of the group is solved
@@ -189,6 +301,8 @@ for (name, exp), sub in df.groupby(["agent_name", "bsuite_env"]):
 if plot_path:
     try:
         ds = df[df.bsuite_env == "deep_sea"]
+        if not len(ds):
+            raise ValueError("no deep_sea runs")
         plt_df = analysis.find_solution(ds, sweep_vars)
         analysis.plot_scaling(plt_df, sweep_vars, num_episodes=10000).save(plot_path, width=10, height=6, verbose=False)
         out["plot"] = plot_path
@@ -212,13 +326,15 @@ def bsuite_score(python: str, dirs: dict[str, str], plot_path: str) -> dict[str,
 def our_score(runs: list[dict[str, Any]], logged: bool) -> float:
     """bsuite's deep_sea score recomputed: fraction of runs solved before ``2**N + 100`` episodes."""
     key = "solved_episode_bsuite_logged" if logged else "solved_episode_exact"
-    ok = [r[key] is not None and r[key] < 2 ** r["size"] + 100 for r in runs]
+    ok = [r[key] is not None and r[key] < 2 ** r["size"] + 100 for r in runs if r["experiment"] in CRITERIA]
     return float(np.mean(ok)) if ok else float("nan")
 
 
 def _scores(runs: list[dict[str, Any]], logged: bool) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for r in runs:
+        if r["experiment"] not in CRITERIA:
+            continue
         out.setdefault(r["experiment"], {})[r["scheme"]] = 0.0
     for exp, per in out.items():
         for s in per:
@@ -247,27 +363,53 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
     schemes = [s for s in SCHEMES if any(r["scheme"] == s for r in runs)]
     cpu_min = sum(r["cpu_s"] for r in runs) / 60
     wall_min = sum(r["wall_s"] for r in runs) / 60
+    load = config.get("loadavg_start")
+    load_text = "load average 5-10" if load is None else f"1-minute load average {load[0]:.1f} at the start"
+    if config.get("loadavg_end") is not None:
+        load_text += f", {config['loadavg_end'][0]:.1f} at the end"
+    deep = [r for r in runs if r["experiment"] in CRITERIA]
+    title = "deep_sea" if deep else ", ".join(sorted({r["experiment"] for r in runs}))
     lines = [
-        "# bsuite deep_sea: exploration schemes of BayesDQN, scored by bsuite",
+        f"# bsuite {title}: exploration schemes of BayesDQN, scored by bsuite",
         "",
         f"Budget: runs started during the first {config['budget_minutes']:g} wall-clock minutes, one process, one "
-        f"torch thread, on a 2-core CPU shared with other jobs (load average 5-10); the runs took "
+        f"torch thread, on a 2-core CPU shared with other jobs ({load_text}); the runs took "
         f"{wall_min:.1f} wall-clock minutes and {cpu_min:.1f} CPU minutes. Episode caps per run: "
-        f"{config['max_episodes']}; wall-clock cap per run {config['run_seconds']:g} s. bsuite's own protocol "
+        f"{config['max_episodes']}"
+        + (
+            " ('score' = min(10000, 2^N + 100), the last episode bsuite's score can count)"
+            if "score" in str(config["max_episodes"])
+            else ""
+        )
+        + f"; wall-clock cap per run {config['run_seconds']:g} s. bsuite's own protocol "
         "runs 10,000 episodes per size: a capped run counts as unsolved (and unfinished) here.",
         "",
-        "Episodes to solve per seed: bsuite's criterion (deep_sea: first *logged* episode with a cumulative "
-        "bad-episode fraction < 0.9; deep_sea_stochastic: < 0.8 and at least 100 episodes), in brackets the "
-        "exact first such episode; `-` = not solved, in brackets the episodes run and why the run stopped.",
+        f"Agent (every scheme): BayesDQN {config['base']}"
+        + (
+            f"; overrides of the script's defaults: {config['base_overrides']}"
+            if config.get("base_overrides")
+            else ""
+        )
+        + f". bsuite's boot_dqn for comparison: {BOOT_DQN_SETTINGS}.",
         "",
     ]
-    for exp in sorted({r["experiment"] for r in runs}):
+    if deep:
+        lines += [
+            "A deep_sea run stops at the first episode bsuite's logger writes at which bsuite's criterion holds "
+            "(so bsuite's analysis sees the solve; it marks a solved size finished).",
+            "",
+            "Episodes to solve per seed: bsuite's criterion (deep_sea: first *logged* episode with a cumulative "
+            "bad-episode fraction < 0.9; deep_sea_stochastic: < 0.8 and at least 100 episodes), in brackets the "
+            "exact first such episode; `-` = not solved, in brackets the episodes run and why the run stopped.",
+            "",
+        ]
+    for exp in sorted({r["experiment"] for r in deep}):
         lines += [f"**{exp}**", "", "| N | " + " | ".join(schemes) + " |", "|---:|" + "---|" * len(schemes)]
-        for n in sorted({r["size"] for r in runs if r["experiment"] == exp}):
+        for n in sorted({r["size"] for r in deep if r["experiment"] == exp}):
             cells = []
             for s in schemes:
                 rs = sorted(
-                    (r for r in runs if r["experiment"] == exp and r["size"] == n and r["scheme"] == s),
+                    (r for r in deep if r["experiment"] == exp and r["size"] == n and r["scheme"] == s),
                     key=lambda r: r["seed"],
                 )
                 cells.append(
@@ -281,47 +423,49 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
                 )
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += [
-        "Score over the sizes run (bsuite's: fraction of sizes solved before 2^N + 100 episodes; here per "
-        "(size, seed) run, mean over seeds):",
-        "",
-        "| experiment | scheme | riskrl's recount (bsuite-logged episodes) | bsuite's `analysis.score` |",
-        "|---|---|---:|---:|",
-    ]
-    ours = _scores(runs, True)
-    for exp, per in sorted(ours.items()):
-        for s, value in per.items():
-            theirs = "n/a"
-            if bsuite_result and "agents" in bsuite_result:
-                got = [
-                    v
-                    for k, v in bsuite_result["agents"].items()
-                    if k.split("/")[0] == s and k.split("|")[-1] == exp
-                ]
-                vals = [v["score"] for v in got if v["score"] is not None]
-                raised = len(got) - len(vals)
-                theirs = f"{np.mean(vals):.2f} ({len(vals)} seeds)" if vals else "n/a"
-                if raised:
-                    theirs += f"; raised on {raised} seed(s) with no size solved (score 0 by definition)"
-            lines.append(f"| {exp} | {s} | {value:.2f} | {theirs} |")
-    fits = []
-    for exp in sorted({r["experiment"] for r in runs}):
-        for s in schemes:
-            g = growth(runs, exp, s)
-            if g is not None:
-                fits.append(
-                    f"| {exp} | {s} | {', '.join(map(str, g['sizes']))} | {g['power']:.1f} | {g['base']:.2f} |"
-                )
-    if fits:
+    lines += _episodic_table([r for r in runs if r["experiment"] not in CRITERIA], bsuite_result)
+    if deep:
         lines += [
+            "Score over the sizes run (bsuite's: fraction of sizes solved before 2^N + 100 episodes; here per "
+            "(size, seed) run, mean over seeds):",
             "",
-            "Growth of the mean episodes-to-solve with N, over the sizes where every seed solved (few sizes: "
-            "a rough fit; dithering needs ~2^N episodes):",
-            "",
-            "| experiment | scheme | sizes | episodes ~ N^b: b | episodes ~ c^N: c |",
-            "|---|---|---|---:|---:|",
-            *fits,
+            "| experiment | scheme | riskrl's recount (bsuite-logged episodes) | bsuite's `analysis.score` |",
+            "|---|---|---:|---:|",
         ]
+        ours = _scores(runs, True)
+        for exp, per in sorted(ours.items()):
+            for s, value in per.items():
+                theirs = "n/a"
+                if bsuite_result and "agents" in bsuite_result:
+                    got = [
+                        v
+                        for k, v in bsuite_result["agents"].items()
+                        if k.split("/")[0] == s and k.split("|")[-1] == exp
+                    ]
+                    vals = [v["score"] for v in got if v["score"] is not None]
+                    raised = len(got) - len(vals)
+                    theirs = f"{np.mean(vals):.2f} ({len(vals)} seeds)" if vals else "n/a"
+                    if raised:
+                        theirs += f"; raised on {raised} seed(s) with no size solved (score 0 by definition)"
+                lines.append(f"| {exp} | {s} | {value:.2f} | {theirs} |")
+        fits = []
+        for exp in sorted({r["experiment"] for r in deep}):
+            for s in schemes:
+                g = growth(runs, exp, s)
+                if g is not None:
+                    fits.append(
+                        f"| {exp} | {s} | {', '.join(map(str, g['sizes']))} | {g['power']:.1f} | {g['base']:.2f} |"
+                    )
+        if fits:
+            lines += [
+                "",
+                "Growth of the mean episodes-to-solve with N, over the sizes where every seed solved (few sizes: "
+                "a rough fit; dithering needs ~2^N episodes):",
+                "",
+                "| experiment | scheme | sizes | episodes ~ N^b: b | episodes ~ c^N: c |",
+                "|---|---|---|---:|---:|",
+                *fits,
+            ]
     if bsuite_result and "error" in bsuite_result:
         lines += ["", f"bsuite's analysis failed: `{bsuite_result['error'][-300:]}`"]
     elif bsuite_result:
@@ -336,13 +480,41 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
     lines += [
         "",
         f"Reference (bsuite's published baselines, quoted, not rerun): boot_dqn {REFERENCE['boot_dqn']}; "
-        f"dqn {REFERENCE['dqn']}.",
+        f"dqn {REFERENCE['dqn']}; {REFERENCE['other_experiments']}.",
         "",
         f"Not run: {config.get('not_run', '')}"
         + (f"; skipped for the budget: {', '.join(skipped)}" if skipped else "")
         + ".",
     ]
     return "\n".join(lines)
+
+
+def _episodic_table(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None) -> list[str]:
+    """Markdown rows for runs without a solved criterion (cartpole_swingup)."""
+    if not runs:
+        return []
+    agents = (bsuite_result or {}).get("agents", {})
+    lines = [
+        "**cartpole_swingup** (bsuite: 1000 episodes per setting; its score per height threshold is "
+        "0.5 x (regret score vs 700 per episode) + 0.5 x (best episode > 100); bsuite's score below is on the "
+        "episodes run, so partial when they are fewer than 1000)",
+        "",
+        "| bsuite id | height / x thresholds | scheme | seed | episodes (stop) | best episode return | "
+        "mean return per episode | upright steps | bsuite's `analysis.score` |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in sorted(runs, key=lambda r: (r["bsuite_id"], r["scheme"], r["seed"])):
+        got = agents.get(f"{r['scheme']}/seed{r['seed']}|{r['experiment']}", {})
+        score = got.get("score")
+        mean = (
+            r["raw_return"] / r["episodes"] if r["episodes"] and r["raw_return"] is not None else float("nan")
+        )
+        lines.append(
+            f"| {r['bsuite_id']} | {r['setting']['height_threshold']:g} / {r['setting']['x_reward_threshold']:g} "
+            f"| {r['scheme']} | {r['seed']} | {r['episodes']} ({r['stop_reason']}) | {r['best_episode']:.1f} "
+            f"| {mean:.1f} | {r['total_upright']:.0f} | {'n/a' if score is None else f'{score:.2f}'} |"
+        )
+    return [*lines, ""]
 
 
 def _csv_dir(recorded: str) -> Path:
@@ -356,24 +528,112 @@ def _csv_dir(recorded: str) -> Path:
     return RESULTS / path.parent.name / path.name
 
 
-def parse_caps(text: str, default: int) -> dict[str, int]:
-    caps = dict.fromkeys(SCHEMES, default)
+def parse_caps(text: str, default: int) -> dict[str, int | str]:
+    """``scheme=N`` or ``scheme=score`` (per size: ``min(10000, 2**N + 100)``, where bsuite's deep_sea score
+    stops counting a solve) for each scheme named; the others get ``default``."""
+    caps: dict[str, int | str] = dict.fromkeys(SCHEMES, default)
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
-        if name not in SCHEMES or not value.isdigit():
+        if name not in SCHEMES or not (value.isdigit() or value == "score"):
             raise SystemExit(
-                f"--max-episodes: expected scheme=N with a scheme in {list(SCHEMES)}, got {item!r}"
+                f"--max-episodes: expected scheme=N or scheme=score with a scheme in {list(SCHEMES)}, got {item!r}"
             )
-        caps[name] = int(value)
+        caps[name] = value if value == "score" else int(value)
     return caps
+
+
+def episode_cap(cap: int | str, bsuite_id: str) -> int:
+    """The episode cap of one run: ``cap``, or for ``"score"`` ``min(10000, 2**N + 100)`` on deep_sea."""
+    if cap != "score":
+        return int(cap)
+    experiment, _, index = bsuite_id.partition("/")
+    if experiment not in CRITERIA:
+        raise SystemExit(f"--max-episodes ...=score applies to deep_sea experiments only, not {bsuite_id}")
+    size = 10 + 2 * int(index)  # bsuite's sweep: sizes 10, 12, ..., 50 for ids 0, 1, ..., 20
+    return min(10_000, 2**size + 100)
+
+
+def expand_ids(text: str) -> list[str]:
+    """``"deep_sea/0-3,deep_sea_stochastic/0"`` -> each bsuite id (ranges inclusive)."""
+    out = []
+    for item in filter(None, text.split(",")):
+        exp, _, idx = item.partition("/")
+        lo, _, hi = idx.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise SystemExit(f"bsuite ids look like deep_sea/3 or deep_sea/0-10, got {item!r}")
+        out += [f"{exp}/{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def parse_jobs(text: str) -> list[tuple[str, list[str]]]:
+    """``"thompson:deep_sea/0-10;eps_greedy:deep_sea/0-2"`` -> ``[(scheme, ids), ...]`` in order."""
+    jobs = []
+    for item in filter(None, text.split(";")):
+        scheme, _, ids = item.partition(":")
+        if scheme not in SCHEMES:
+            raise SystemExit(f"--jobs: unknown scheme {scheme!r}; choose from {list(SCHEMES)}")
+        jobs.append((scheme, expand_ids(ids)))
+    return jobs
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["n_members=20", "prior_scale=5"]`` -> ``{"n_members": 20, "prior_scale": 5}`` (Python literals)."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in BASE:
+            raise SystemExit(f"--set: {key!r} is not a field of the base config {list(BASE)}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError) as err:
+            raise SystemExit(f"--set {item!r}: the value must be a Python literal") from err
+    return out
+
+
+def _load_saved(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any] | None]:
+    """Config, runs and training provenance of a results JSON, or of a run log (the ``CONFIG`` line and
+    the run records this script prints; a log of an interrupted process gives the runs it finished)."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        saved = json.loads(text)
+        config, runs = saved["config"], saved["runs"]
+        run_provenance = saved.get("run_provenance", saved.get("provenance"))
+    else:
+        config, runs, run_provenance = {}, [], None
+        for line in text.splitlines():
+            if line.startswith("CONFIG "):
+                config = json.loads(line[len("CONFIG ") :])
+            elif line.startswith('{"scheme"'):
+                runs.append(json.loads(line))
+        if not config:
+            raise SystemExit(f"--rescore {path}: no CONFIG line (not a log of this script)")
+        config.setdefault("skipped_for_budget", ["(from a log: runs after the last record did not finish)"])
+    for r in runs:
+        r.setdefault("experiment", r["bsuite_id"].split("/")[0])
+    return config, runs, run_provenance
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--ids", default="deep_sea/0,deep_sea/2,deep_sea/5")
+    p.add_argument(
+        "--ids", default="deep_sea/0,deep_sea/2,deep_sea/5", help="bsuite ids; ranges: deep_sea/0-10"
+    )
+    p.add_argument(
+        "--jobs",
+        default="",
+        help="ordered runs 'scheme:ids;scheme:ids' (e.g. 'thompson:deep_sea/0-10;eps_greedy:deep_sea/0-2'); "
+        "replaces --ids/--agents; every job runs every --seeds",
+    )
+    p.add_argument(
+        "--set", action="append", default=[], help="override a base config field, e.g. n_members=20"
+    )
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--agents", default="thompson,ucb,eps_greedy")
-    p.add_argument("--max-episodes", default="", help="per-scheme caps, e.g. eps_greedy=500 (default 10000)")
+    p.add_argument(
+        "--max-episodes",
+        default="",
+        help="per-scheme caps, e.g. eps_greedy=500 or thompson=score (min(10000, 2**N + 100)); default 10000",
+    )
     p.add_argument("--run-seconds", type=float, default=900.0, help="wall-clock cap per run")
     p.add_argument("--budget-minutes", type=float, default=45.0, help="no new run starts after this")
     p.add_argument(
@@ -381,52 +641,68 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--not-run", default="cartpole_swingup (1000 episodes x 1000 steps per size); N > 20")
     p.add_argument("--out", default="bsuite_deep_sea")
-    p.add_argument("--rescore", default="", help="rescore the runs of an existing results JSON")
+    p.add_argument(
+        "--rescore",
+        default="",
+        help="rescore the runs of an existing results JSON, or of a run log (its CONFIG line and run records)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
     if args.rescore:
-        saved = json.loads(Path(args.rescore).read_text())
-        config, runs = saved["config"], saved["runs"]
-        run_provenance = saved.get("run_provenance", saved.get("provenance"))
-        for r in runs:
-            r.setdefault("experiment", r["bsuite_id"].split("/")[0])
+        config, runs, run_provenance = _load_saved(Path(args.rescore))
     else:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        if args.jobs:
+            plan = [(s, i, seed) for s, ids in parse_jobs(args.jobs) for i in ids for seed in seeds]
+        else:
+            agents = args.agents.split(",")
+            for s in agents:
+                if s not in SCHEMES:
+                    raise SystemExit(f"--agents: unknown scheme {s!r}; choose from {list(SCHEMES)}")
+            plan = [(s, i, seed) for i in expand_ids(args.ids) for seed in seeds for s in agents]
+        overrides = parse_overrides(args.set)
+        base = {**BASE, **overrides}
+        agents = list(dict.fromkeys(s for s, _, _ in plan))
         config = {
-            "ids": args.ids.split(","),
-            "seeds": [int(s) for s in args.seeds.split(",")],
-            "agents": args.agents.split(","),
-            "base": BASE,
-            "schemes": {s: SCHEMES[s] for s in args.agents.split(",")},
+            "ids": list(dict.fromkeys(i for _, i, _ in plan)),
+            "seeds": seeds,
+            "agents": agents,
+            "jobs": args.jobs or None,
+            "base": base,
+            "base_overrides": overrides,
+            "schemes": {s: SCHEMES[s] for s in agents},
             "max_episodes": parse_caps(args.max_episodes, 10_000),
             "run_seconds": args.run_seconds,
             "budget_minutes": args.budget_minutes,
+            "stop": "deep_sea: at the first bsuite-logged episode meeting bsuite's solved criterion, else at the "
+            "episode or wall-clock cap; cartpole_swingup: at the episode or wall-clock cap",
             "not_run": args.not_run,
             "torch_threads": 1,
+            "loadavg_start": list(os.getloadavg()),
         }
-        for s in config["agents"]:
-            if s not in SCHEMES:
-                raise SystemExit(f"--agents: unknown scheme {s!r}; choose from {list(SCHEMES)}")
+        caps = {(s, i): episode_cap(config["max_episodes"][s], i) for s, i, _ in plan}  # fail before running
+        print("CONFIG " + json.dumps(config), flush=True)
         runs, skipped = [], []
         t_end = time.time() + 60 * args.budget_minutes
         csv_root = RESULTS / f"{args.out}_csv"
-        for bsuite_id in config["ids"]:
-            for seed in config["seeds"]:
-                for scheme in config["agents"]:
-                    if time.time() > t_end:
-                        skipped.append(f"{scheme}/{bsuite_id}/seed{seed}")
-                        continue
-                    rec = run_one(
-                        scheme,
-                        bsuite_id,
-                        seed,
-                        csv_root / f"{scheme}-seed{seed}",
-                        config["max_episodes"][scheme],
-                        args.run_seconds,
-                    )
-                    runs.append(rec)
-                    print(json.dumps(rec), flush=True)
+        for scheme, bsuite_id, seed in plan:
+            if time.time() > t_end:
+                skipped.append(f"{scheme}/{bsuite_id}/seed{seed}")
+                continue
+            rec = run_one(
+                scheme,
+                bsuite_id,
+                seed,
+                csv_root / f"{scheme}-seed{seed}",
+                caps[(scheme, bsuite_id)],
+                args.run_seconds,
+                base,
+            )
+            runs.append(rec)
+            print(json.dumps(rec), flush=True)
         config["skipped_for_budget"] = skipped
+        config["loadavg_end"] = list(os.getloadavg())
         run_provenance = None  # this process made the runs: its own provenance is written below
     bsuite_result = None
     dirs = {f"{r['scheme']}/seed{r['seed']}": str(_csv_dir(r["csv_dir"])) for r in runs}
@@ -439,9 +715,12 @@ def main(argv: list[str] | None = None) -> None:
         "score_recount_logged": _scores(runs, True),
         "score_recount_exact": _scores(runs, False),
         "growth": {
-            f"{e}/{s}": growth(runs, e, s) for e in sorted({r["experiment"] for r in runs}) for s in SCHEMES
+            f"{e}/{s}": growth(runs, e, s)
+            for e in sorted({r["experiment"] for r in runs if r["experiment"] in CRITERIA})
+            for s in SCHEMES
         },
         "reference": REFERENCE,
+        "boot_dqn_settings": BOOT_DQN_SETTINGS,
     }
     if run_provenance is not None:
         results["run_provenance"] = run_provenance  # the process that trained (this one only rescored)
