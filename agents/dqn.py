@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from riskrl.bayes import FAMILIES, BayesMLP
+from riskrl.bayes import FAMILIES, BayesMLP, polyak_update
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import lcb, validate_risk_tolerance
@@ -51,6 +51,8 @@ _RESAMPLE = ("episode", "step")
 _LOSSES = ("huber", "mse")
 # Offsets that derive fixed, independent seeds for deterministic posterior draws from ``seed``.
 _EVAL_SEED_OFFSET = 0x5EED_0001
+# The TD loss is logged every this many gradient steps (each log reads it on the host: a sync).
+_LOG_LOSS_EVERY = 100
 
 
 @dataclasses.dataclass
@@ -426,7 +428,7 @@ class BayesDQN(Agent):
         self._n_updates += 1
         if self._n_updates % cfg.target_update_interval == 0:
             self._update_target()
-        if self._logger is not None and self._n_updates % 100 == 0:
+        if self._logger is not None and self._n_updates % _LOG_LOSS_EVERY == 0:
             self.log_scalar("train/loss", float(loss.detach()))
 
     # ------------------------------------------------------------------ learning from a dataset
@@ -437,16 +439,8 @@ class BayesDQN(Agent):
     def _offline_step(self) -> None:
         self._train_step(beta=self.config.beta)
 
-    @torch.no_grad()
     def _update_target(self) -> None:
-        tau = self.config.tau
-        for p_t, p in zip(self.target_net.parameters(), self.q_net.parameters()):
-            if tau == 1.0:
-                p_t.copy_(p)
-            else:
-                p_t.lerp_(p, tau)
-        for b_t, b in zip(self.target_net.buffers(), self.q_net.buffers()):
-            b_t.copy_(b)
+        polyak_update(self.target_net, self.q_net, self.config.tau)  # buffers (standardisers) copied
 
     # ------------------------------------------------------------------ persistence
 

@@ -31,7 +31,7 @@ from riskrl.checkpoint import CheckpointError
 from riskrl.demo import run_demo
 from riskrl.envs import ENV_IDS, make_vec
 from riskrl.envs.base import NOISE_PARAMS, check_physical
-from riskrl.evaluation import evaluate
+from riskrl.evaluation import DEFAULT_MAX_ENVS, evaluate
 from riskrl.plotting import plot_learning_curves, plot_sweep, plot_training_curve
 from riskrl.sweep import Perturbation, SweepConfig, sweep
 
@@ -536,7 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="gymnasium id (default: the one it was trained on)")
     p.add_argument("--episodes", type=_positive_int, default=100)
     p.add_argument(
-        "--num-envs", type=_positive_int, default=None, help="parallel envs (default: min(episodes, 1024))"
+        "--num-envs",
+        type=_positive_int,
+        default=None,
+        help=f"parallel envs (default: min(episodes, {DEFAULT_MAX_ENVS}))",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--risk-tolerance", type=_finite_float, action="append", help="repeat to compare several")

@@ -28,6 +28,11 @@ __all__ = ["EvalResult", "bootstrap_ci", "evaluate"]
 
 PolicyLike = Any  # riskrl Agent | stable_baselines3 BaseAlgorithm | Callable[[Tensor], Tensor]
 
+#: envs run in parallel when ``evaluate`` builds the env itself: ``min(n_episodes, DEFAULT_MAX_ENVS)``
+DEFAULT_MAX_ENVS = 1024
+# Step cap per episode slot for envs that declare no ``max_episode_steps`` (a safety net only).
+_FALLBACK_HORIZON = 10_000
+
 
 @runtime_checkable
 class UncertainPolicy(Protocol):
@@ -261,7 +266,7 @@ def evaluate(
         env: a gymnasium id (built with :func:`riskrl.envs.make_vec`) or a riskrl batched env.
         n_episodes: number of complete episodes to count.
         seed: seeds the environment's resets.
-        num_envs: parallel envs when ``env`` is an id (default ``min(n_episodes, 1024)``).
+        num_envs: parallel envs when ``env`` is an id (default ``min(n_episodes, DEFAULT_MAX_ENVS)`` = 1024).
         perturb: physical-parameter changes passed to ``env.perturb`` after the seeded reset (e.g.
             ``{"length": 1.0}`` or ``{"length": (0.5, 1.5)}`` sampled per env). A given env object
             keeps the perturbation afterwards.
@@ -285,7 +290,7 @@ def evaluate(
     if isinstance(env, str):
         device = resolve_device(device)
         if num_envs is None:
-            num_envs = min(int(n_episodes), 1024)
+            num_envs = min(int(n_episodes), DEFAULT_MAX_ENVS)
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         env = make_vec(env, num_envs=int(num_envs), device=device)
@@ -309,7 +314,7 @@ def evaluate(
     std_count = torch.zeros((), dtype=torch.int64, device=dev)
     autoreset = AutoresetMask(env, n_env, dev)
     if max_steps is None:
-        horizon = getattr(env, "max_episode_steps", None) or 10_000
+        horizon = getattr(env, "max_episode_steps", None) or _FALLBACK_HORIZON
         max_steps = (max_quota + 1) * (int(horizon) + 1) + 10
 
     obs, _ = env.reset(seed=seed)
