@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import math
+import re
 import zipfile
 
 import numpy as np
@@ -18,7 +19,9 @@ from hypothesis import strategies as st
 from safetensors.torch import save as st_save
 
 from riskrl.agents import BayesDQN
+from riskrl.bayes import BayesMLP, fit
 from riskrl.checkpoint import CheckpointError, load_checkpoint, pack_state, save_checkpoint, unpack_state
+from riskrl.envs import make_vec
 from riskrl.risk import cvar, lcb
 from riskrl.sweep import Perturbation
 
@@ -213,19 +216,25 @@ arrays = st.one_of(
 )
 
 
+def _numeric_finite(a: np.ndarray) -> bool:
+    return a.dtype.kind in "fiu" and bool(np.isfinite(a.astype(np.float64)).all())
+
+
 @pytest.fixture(scope="module")
 def dqn():
-    from riskrl.agents import BayesDQN
-
     return BayesDQN("CartPole-v1", seed=0, n_members=2, hidden=(8,))
 
 
 @FAST
 @given(arrays)
 def test_agent_predict_accepts_or_names_the_problem(dqn, obs: np.ndarray) -> None:
+    valid = _numeric_finite(obs) and (
+        obs.shape == (4,) or (obs.ndim == 2 and obs.shape[0] >= 1 and obs.shape[1] == 4)
+    )
     try:
         action, _ = dqn.predict(obs)
     except ValueError as err:
+        assert not valid, f"valid observation refused: {err}"
         assert "observation" in str(err)
         return
     assert obs.shape in {(4,), (obs.shape[0], 4)} and np.isfinite(obs.astype(np.float64)).all()
@@ -235,8 +244,6 @@ def test_agent_predict_accepts_or_names_the_problem(dqn, obs: np.ndarray) -> Non
 @FAST
 @given(arrays, st.sampled_from(["CartPole-v1", "Pendulum-v1"]))
 def test_env_step_accepts_or_names_the_problem(actions: np.ndarray, env_id: str) -> None:
-    from riskrl.envs import make_vec
-
     env = make_vec(env_id, num_envs=4)
     env.reset(seed=0)
     try:
@@ -249,27 +256,38 @@ def test_env_step_accepts_or_names_the_problem(actions: np.ndarray, env_id: str)
 
 @FAST
 @given(arrays, arrays)
-def test_fit_accepts_or_names_the_problem(x: np.ndarray, y: np.ndarray) -> None:
-    from riskrl.bayes import BayesMLP, fit
-
+def test_fit_accepts_exactly_the_valid_data_and_names_the_problem(x: np.ndarray, y: np.ndarray) -> None:
+    """fit raises iff the data are bad (an independent oracle), with a message naming x, y or emptiness."""
     model = BayesMLP(1, 1, hidden=(4,), family="ensemble", n_members=2)
+    x2 = x.reshape(-1, 1) if x.ndim == 1 else x
+    valid = (
+        _numeric_finite(x2)
+        and _numeric_finite(y)
+        and x2.ndim == 2
+        and x2.shape[1] == 1
+        and x2.shape[0] > 0
+        and y.shape in {(x2.shape[0],), (x2.shape[0], 1)}
+    )
     try:
-        fit(model, x.reshape(-1, 1) if x.ndim == 1 else x, y, epochs=1)
+        fit(model, x2, y, epochs=1)
     except ValueError as err:
-        assert str(err)
+        assert not valid, f"valid data refused: {err}"
+        assert re.search(r"\b(x|y)\b|empty", str(err)), str(err)
         return
+    assert valid, f"bad data accepted: x {x2.shape} {x2.dtype}, y {y.shape} {y.dtype}"
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 @FAST
 @given(arrays)
-def test_model_predict_accepts_or_names_the_problem(x: np.ndarray) -> None:
-    from riskrl.bayes import BayesMLP
-
+def test_model_predict_accepts_exactly_the_valid_inputs_and_names_the_problem(x: np.ndarray) -> None:
     model = BayesMLP(4, 1, hidden=(4,), family="bbb")
+    valid = _numeric_finite(x) and x.ndim == 2 and x.shape[1] == 4
     try:
         pred = model.predict(x, n_samples=3)
     except ValueError as err:
-        assert str(err)
+        assert not valid, f"valid input refused: {err}"
+        assert re.search(r"\bx\b", str(err)), str(err)
         return
-    assert pred.mean.shape[-1] == 1 and torch.isfinite(pred.total_std).all()
+    assert valid, f"bad input accepted: {x.shape} {x.dtype}"
+    assert pred.mean.shape == (x.shape[0], 1) and torch.isfinite(pred.total_std).all()
