@@ -140,16 +140,24 @@ def pack_state(state: Any) -> tuple[Any, dict[str, torch.Tensor]]:
 def unpack_state(skeleton: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
     """Inverse of :func:`pack_state`."""
 
+    def leaf(ref: dict[str, Any]) -> Any:
+        key = ref["__tensor__"]
+        if key not in tensors:
+            raise CheckpointError(f"checkpoint references a missing tensor {key!r}")
+        return tensors[key].numpy() if ref.get("numpy") else tensors[key]
+
+    return _rebuild(skeleton, leaf)
+
+
+def _rebuild(skeleton: Any, leaf: Callable[[dict[str, Any]], Any]) -> Any:
+    """The state a :func:`pack_state` skeleton describes, each ``{"__tensor__": name}`` node given by ``leaf``."""
+
     def walk(obj: Any) -> Any:
         if isinstance(obj, list):
             return [walk(v) for v in obj]
         if isinstance(obj, dict):
             if "__tensor__" in obj:
-                key = obj["__tensor__"]
-                if key not in tensors:
-                    raise CheckpointError(f"checkpoint references a missing tensor {key!r}")
-                t = tensors[key]
-                return t.numpy() if obj.get("numpy") else t
+                return leaf(obj)
             if "__tuple__" in obj:
                 return tuple(walk(v) for v in obj["__tuple__"])
             if "__items__" in obj:
@@ -679,21 +687,11 @@ def _parse_header(path: Path, header: Any, refs: dict[str, bool], data_size: int
 def _unpack_validated(skeleton: Any, leaves: Mapping[str, Any], refs: Mapping[str, bool]) -> Any:
     """:func:`unpack_state` for a skeleton already checked by :func:`_skeleton_refs`."""
 
-    def walk(obj: Any) -> Any:
-        if isinstance(obj, list):
-            return [walk(v) for v in obj]
-        if isinstance(obj, dict):
-            if "__tensor__" in obj:
-                leaf = leaves[obj["__tensor__"]]
-                return leaf.numpy() if refs[obj["__tensor__"]] and isinstance(leaf, torch.Tensor) else leaf
-            if "__tuple__" in obj:
-                return tuple(walk(v) for v in obj["__tuple__"])
-            if "__items__" in obj:
-                return {k: walk(v) for k, v in obj["__items__"]}
-            return {k: walk(v) for k, v in obj.items()}
-        return obj
+    def leaf(ref: dict[str, Any]) -> Any:
+        value = leaves[ref["__tensor__"]]
+        return value.numpy() if refs[ref["__tensor__"]] and isinstance(value, torch.Tensor) else value
 
-    return walk(skeleton)
+    return _rebuild(skeleton, leaf)
 
 
 def _open_zip(path: Path) -> tuple[io.BufferedReader, zipfile.ZipFile]:
