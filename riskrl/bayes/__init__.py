@@ -28,8 +28,16 @@ from riskrl.bayes.calibration import (
     rmse,
 )
 from riskrl.bayes.ensemble import EnsembleConv2d, EnsembleLinear
-from riskrl.bayes.layers import BayesConv2d, BayesLinear, MCDropout
+from riskrl.bayes.layers import BayesConv2d, BayesLinear, MCDropout, PriorSpec
 from riskrl.bayes.mlp import ACTIVATIONS, FAMILIES, LIKELIHOODS, BayesMLP, Standardizer
+from riskrl.bayes.posteriors import (
+    POSTERIORS,
+    BBBPosterior,
+    DropoutPosterior,
+    EnsemblePosterior,
+    Posterior,
+    exact_members,
+)
 from riskrl.bayes.prediction import ClassPrediction, Particles, Prediction
 from riskrl.bayes.training import FitHistory, Trainer, copy_buffers, fit, polyak_update
 
@@ -38,17 +46,23 @@ __all__ = [
     "ACTIVATIONS",
     "FAMILIES",
     "LIKELIHOODS",
+    "POSTERIORS",
     "SCORES",
+    "BBBPosterior",
     "BayesConv2d",
     "BayesLinear",
     "BayesMLP",
     "ClassPrediction",
+    "DropoutPosterior",
     "EnsembleConv2d",
     "EnsembleLinear",
+    "EnsemblePosterior",
     "FitHistory",
     "MCDropout",
     "Particles",
+    "Posterior",
     "Prediction",
+    "PriorSpec",
     "ReliabilityDiagram",
     "ReviewRule",
     "Standardizer",
@@ -60,6 +74,7 @@ __all__ = [
     "calibration_curve",
     "categorical_nll",
     "copy_buffers",
+    "exact_members",
     "expected_calibration_error",
     "fit",
     "gaussian_nll",

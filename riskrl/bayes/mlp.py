@@ -1,9 +1,9 @@
-"""``BayesMLP``: one network class, three posterior families, two likelihoods (Gaussian regression,
-categorical classification), an optional convolutional trunk, one uncertainty interface."""
+"""``BayesMLP``: one network class, three posterior families (:mod:`riskrl.bayes.posteriors`), two
+likelihoods (Gaussian regression, categorical classification), an optional convolutional trunk, one
+uncertainty interface."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -13,23 +13,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from riskrl.bayes.ensemble import EnsembleConv2d, EnsembleLinear
-from riskrl.bayes.layers import BayesConv2d, BayesLinear, MCDropout
-from riskrl.bayes.prediction import (
-    ClassPrediction,
-    LayerDraw,
-    Particles,
-    Prediction,
-    all_finite,
-    flatten_features,
-    soft_clamp_logvar,
-)
+from riskrl.bayes.posteriors import POSTERIORS, Architecture, Draw, Posterior, posterior_class
+from riskrl.bayes.prediction import ClassPrediction, Particles, Prediction, all_finite, soft_clamp_logvar
 
 __all__ = ["ACTIVATIONS", "FAMILIES", "LIKELIHOODS", "BayesMLP", "Standardizer"]
 
-FAMILIES = ("bbb", "mc_dropout", "ensemble")
+FAMILIES = tuple(POSTERIORS)
 LIKELIHOODS = ("gaussian", "categorical")
-_CONV_TYPES = (BayesConv2d, nn.Conv2d, EnsembleConv2d)
 
 
 def _ln_relu(h: Tensor) -> Tensor:
@@ -172,8 +162,7 @@ class BayesMLP(nn.Module):
             raise ValueError("heteroscedastic=True is for the gaussian likelihood, not 'categorical'")
         if categorical and out_dim < 2:
             raise ValueError(f"a categorical model needs out_dim >= 2 classes, got {out_dim}")
-        if family not in FAMILIES:
-            raise ValueError(f"unknown family {family!r}; allowed values: {', '.join(FAMILIES)}")
+        posterior_cls = posterior_class(family)
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; allowed values: {', '.join(ACTIVATIONS)}")
         hidden = tuple(int(h) for h in hidden)
@@ -181,8 +170,6 @@ class BayesMLP(nn.Module):
             raise ValueError(
                 f"in_dim, out_dim and hidden widths must be >= 1, got {in_dim}, {out_dim}, {hidden}"
             )
-        if family == "ensemble" and n_members < 1:
-            raise ValueError(f"n_members must be >= 1, got {n_members}")
         if not math.isfinite(prior_scale):
             raise ValueError(f"prior_scale must be finite, got {prior_scale}")
         if length_scale <= 0:
@@ -194,7 +181,6 @@ class BayesMLP(nn.Module):
         self.family, self.heteroscedastic, self.activation_name = family, bool(heteroscedastic), activation
         self.learn_noise = bool(learn_noise) and not categorical
         self.likelihood, self.image_shape, self.conv_channels = likelihood, img, conv_channels
-        self.n_members = int(n_members) if family == "ensemble" else 1
         self.prior_scale, self.dropout, self.length_scale = (
             float(prior_scale),
             float(dropout),
@@ -228,7 +214,7 @@ class BayesMLP(nn.Module):
         head = out_dim * (2 if heteroscedastic else 1)
         # conv trunk: (in_channels, out_channels, stride) per layer and each layer's input shape
         convs: list[tuple[int, int, int]] = []
-        self._in_shapes: list[tuple[int, ...]] = []
+        in_shapes: list[tuple[int, ...]] = []
         flat = in_dim
         if conv_channels:
             assert img is not None
@@ -236,63 +222,31 @@ class BayesMLP(nn.Module):
             pad = conv_kernel // 2
             for out_c, st in zip(conv_channels, strides):
                 convs.append((c, out_c, st))
-                self._in_shapes.append((c, hh, ww))
+                in_shapes.append((c, hh, ww))
                 # padding k // 2 keeps at least one output pixel for any stride
                 hh, ww = (hh + 2 * pad - conv_kernel) // st + 1, (ww + 2 * pad - conv_kernel) // st + 1
                 c = out_c
             flat = c * hh * ww
-        dims = [flat, *hidden, head]
-        pairs = list(itertools.pairwise(dims))
-        self._in_shapes += [(i,) for i, _ in pairs]
-        self._conv_geom = [(st, conv_kernel // 2) for _, _, st in convs]
+        arch = Architecture(
+            convs=tuple(convs),
+            conv_kernel=int(conv_kernel),
+            dims=(flat, *hidden, head),
+            out_dim=self.out_dim,
+            in_shapes=(*in_shapes, *((i,) for i in (flat, *hidden))),
+        )
         self.x_scaler = Standardizer(in_dim)
         self.y_scaler = Standardizer(out_dim)
-        self.layers: nn.ModuleList
-        self.prior_layers: nn.ModuleList | None = None
-        self.dropouts: nn.ModuleList | None = None
-        if family == "bbb":
-            bbb_kw = {
-                "prior": prior,
-                "prior_sigma": prior_sigma,
-                "mixture_pi": mixture_pi,
-                "mixture_sigma1": mixture_sigma1,
-                "mixture_sigma2": mixture_sigma2,
-                "posterior_rho_init": posterior_rho_init,
-            }
-            self.layers = nn.ModuleList(
-                [BayesConv2d(i, o, conv_kernel, st, conv_kernel // 2, **bbb_kw) for i, o, st in convs]
-                + [BayesLinear(i, o, **bbb_kw) for i, o in pairs]
-            )
-        elif family == "mc_dropout":
-            self.layers = nn.ModuleList(
-                [nn.Conv2d(i, o, conv_kernel, st, conv_kernel // 2) for i, o, st in convs]
-                + [nn.Linear(i, o) for i, o in pairs]
-            )
-            # dropout on the input of every layer but the first (i.e. after each hidden activation)
-            self.dropouts = nn.ModuleList(MCDropout(dropout) for _ in range(len(self.layers) - 1))
-        else:
-
-            def ensemble_layers(out: int, trainable: bool) -> list[nn.Module]:
-                k = n_members
-                return [
-                    EnsembleConv2d(k, i, o, conv_kernel, st, conv_kernel // 2, trainable=trainable)
-                    for i, o, st in convs
-                ] + [
-                    EnsembleLinear(k, i, o, trainable=trainable)
-                    for i, o in itertools.pairwise([flat, *hidden, out])
-                ]
-
-            self.layers = nn.ModuleList(ensemble_layers(head, True))
-            if self.prior_scale != 0.0:
-                self.prior_layers = nn.ModuleList(ensemble_layers(out_dim, False))
+        # The posterior builds the family's layers; registering them here keeps the state_dict keys
+        # (layers.*, prior_layers.*, dropouts.*) independent of the posterior classes.
+        self._posterior: Posterior = posterior_cls(arch, self._config)
+        self.layers: nn.ModuleList = self._posterior.layers
+        self.prior_layers: nn.ModuleList | None = self._posterior.prior_layers
+        self.dropouts: nn.ModuleList | None = self._posterior.dropouts
         if not self.heteroscedastic and self.learn_noise:
-            shape = (self.n_members, 1, out_dim) if family == "ensemble" else (out_dim,)
+            shape = self._posterior.noise_shape(out_dim)
             self.log_noise_std = nn.Parameter(torch.full(shape, math.log(0.5)))
         else:
             self.register_parameter("log_noise_std", None)
-        sizes = [(i, o) for i, o in pairs]
-        self._sum_out = sum(o for _, o in sizes)
-        self._sum_inout = sum(i * o for i, o in sizes)
 
     @staticmethod
     def _check_conv(
@@ -397,13 +351,22 @@ class BayesMLP(nn.Module):
         if self.likelihood == "gaussian":
             self.y_scaler.fit(y)
 
+    @property
+    def n_members(self) -> int:
+        """Members trained side by side: the ensemble size, 1 for the sampled families."""
+        return self._posterior.n_members
+
+    @property
+    def exact_members(self) -> int | None:
+        """How many members make up the posterior when they are exact (an ensemble: ``n_members``;
+        ``predict`` uses each once and a Thompson sample picks one), ``None`` when the posterior is
+        sampled (draw as many :meth:`particles` as wanted)."""
+        return self._posterior.exact_members
+
     def _noise_for(self, n: int) -> Tensor | None:
         if self.log_noise_std is None:
             return None
-        s = self.log_noise_std.exp()
-        if self.family == "ensemble" and n != self.n_members:
-            s = s.index_select(0, torch.arange(n, device=s.device) % self.n_members)
-        return s
+        return self._posterior.noise(self.log_noise_std.exp(), n)
 
     # ------------------------------------------------------------------ particles
     def particles(self, n: int, generator: torch.Generator | None = None) -> Particles:
@@ -413,41 +376,12 @@ class BayesMLP(nn.Module):
         ensemble: particle ``i`` is member ``i % n_members``.
         """
         n = self._check_n(n, "n")
-        draws: list[LayerDraw] = []
-        prior_draws: list[LayerDraw] | None = None
-        if self.family == "bbb":
-            for i, layer in enumerate(self.layers):
-                w, b = layer.sample_weights(n, generator)
-                draws.append(LayerDraw(w, b, None, self._geom(i)))
-        elif self.family == "mc_dropout":
-            assert self.dropouts is not None
-            for i, layer in enumerate(self.layers):
-                mask = None
-                if i > 0:
-                    shape = self._in_shapes[i]
-                    width = shape[0] if len(shape) == 1 else shape
-                    mask = self.dropouts[i - 1].sample_masks(n, width, generator, like=layer.weight)
-                weight = layer.weight if self._geom(i) is not None else layer.weight.t()
-                draws.append(LayerDraw(weight, layer.bias, mask, self._geom(i)))
-        else:
-            draws = [LayerDraw(*layer.select(n), None, self._geom(i)) for i, layer in enumerate(self.layers)]
-            if self.prior_layers is not None:
-                prior_draws = [
-                    LayerDraw(*layer.select(n), None, self._geom(i))
-                    for i, layer in enumerate(self.prior_layers)
-                ]
-        return self._make_particles(n, draws, prior_draws)
+        return self._particles_of(self._posterior.draw(n, generator))
 
-    def _geom(self, i: int) -> tuple[int, int] | None:
-        """``(stride, padding)`` of layer ``i`` if it is a convolution, else ``None``."""
-        return self._conv_geom[i] if i < len(self._conv_geom) else None
-
-    def _make_particles(
-        self, n: int, draws: list[LayerDraw], prior_draws: list[LayerDraw] | None = None
-    ) -> Particles:
+    def _particles_of(self, draw: Draw) -> Particles:
         return Particles(
-            n,
-            draws,
+            draw.n,
+            draw.layers,
             in_dim=self.in_dim,
             out_dim=self.out_dim,
             activation=self.act,
@@ -456,8 +390,8 @@ class BayesMLP(nn.Module):
             y_mean=self.y_scaler.mean,
             y_std=self.y_scaler.std,
             heteroscedastic=self.heteroscedastic,
-            noise_std=self._noise_for(n),
-            prior_layers=prior_draws,
+            noise_std=self._noise_for(draw.n),
+            prior_layers=draw.prior_layers,
             prior_scale=self.prior_scale,
             image_shape=self.image_shape,
             likelihood=self.likelihood,
@@ -479,101 +413,29 @@ class BayesMLP(nn.Module):
         n = self._check_n(n_samples, "n_samples")
         with torch.no_grad():
             x = self._as_x(x)
-            if self.family == "ensemble":
-                n = self.n_members
-            elif (
-                self.family == "bbb"
-                and not self.conv_channels
-                and x.shape[0] * self._sum_out * 4 < self._sum_inout
-            ):
-                return self._predict_local(x, n, generator)
-            particles = self.particles(n, generator)
+            particles = self._particles_of(self._posterior.predictive_draw(n, generator, x.shape[0]))
             if self.likelihood == "categorical":
                 return particles._predict_validated(x)
             means, alea = particles.mean_and_std(x)
             return Prediction.from_particles(means, alea)
 
-    def _predict_local(
-        self, x: Tensor, n: int, generator: torch.Generator | None
-    ) -> Prediction | ClassPrediction:
-        h = self.x_scaler.transform(x)
-        last = len(self.layers) - 1
-        for i, layer in enumerate(self.layers):
-            if i == 0:  # one deterministic moment computation, then n samples of the pre-activation
-                mean = h @ layer.weight_mu + layer._bias_mu()
-                var = h.square() @ layer.weight_sigma.square() + F.softplus(layer.bias_rho).square()
-                eps = torch.randn((n, *mean.shape), generator=generator, device=h.device, dtype=h.dtype)
-                h = torch.addcmul(mean, var.sqrt(), eps)
-            else:
-                h = layer.local_reparam(h, generator)
-            if i != last:
-                h = self.act(h)
-        return self._summarise(h, n)
-
-    def _summarise(self, out: Tensor, n: int) -> Prediction | ClassPrediction:
-        if self.likelihood == "categorical":
-            return ClassPrediction.from_logits(out)
-        mean = out[..., : self.out_dim]
-        if self.heteroscedastic:
-            alea = (0.5 * soft_clamp_logvar(out[..., self.out_dim :])).exp() * self.y_scaler.std
-        else:
-            noise = self._noise_for(n)
-            alea = torch.zeros_like(mean) if noise is None else (noise * self.y_scaler.std).expand_as(mean)
-        return Prediction.from_particles(self.y_scaler.inverse(mean), alea)
-
     def forward(self, x: Tensor) -> Tensor:
         """Differentiable point prediction ``(B, out)`` in raw units: posterior-mean weights (bbb),
         dropout off (mc_dropout) or the member average (ensemble). A classifier returns logits."""
         x = self._as_x(x)
-        if self.family == "ensemble":
-            return self.particles(self.n_members)(x).mean(0)
-        draws = []
-        for i, layer in enumerate(self.layers):
-            conv = self._geom(i)
-            if self.family == "bbb":
-                draws.append(LayerDraw(layer.weight_mu, layer._bias_mu(), None, conv))
-            else:
-                draws.append(LayerDraw(layer.weight if conv else layer.weight.t(), layer.bias, None, conv))
-        return self._make_particles(1, draws)(x)[0]
+        return self._particles_of(self._posterior.point())(x).mean(0)
 
     # ------------------------------------------------------------------ training
     def kl_divergence(self, generator: torch.Generator | None = None) -> Tensor:
         """Scalar KL(q || prior). bbb: summed over layers (a mixture prior's MC sample uses
         ``generator``); mc_dropout: Gal's approximation ``sum l^2 (1 - p) / 2 ||W||^2 + l^2 / 2 ||b||^2``;
         ensemble: 0."""
-        ref = self._ref()
-        if self.family == "bbb":
-            return sum((layer.kl_divergence(generator) for layer in self.layers), ref.new_zeros(()))
-        if self.family == "mc_dropout":
-            l2 = self.length_scale**2
-            total = ref.new_zeros(())
-            for i, layer in enumerate(self.layers):
-                keep = 1.0 - self.dropout if i > 0 else 1.0
-                total = total + 0.5 * l2 * (keep * layer.weight.square().sum() + layer.bias.square().sum())
-            return total
-        return ref.new_zeros(())
+        return self._posterior.kl_divergence(generator)
 
-    def _train_forward(
-        self, h: Tensor, generator: torch.Generator | None = None, layers: nn.ModuleList | None = None
-    ) -> Tensor:
-        """Training pass of standardised ``h`` ``(B, in_dim)``: one sample per example (bbb: local
-        reparameterisation; mc_dropout: fresh masks) or every member (ensemble, ``(K, B, out)``).
-        ``layers`` defaults to the trained layers (the randomized prior net passes its own)."""
-        if layers is None:
-            layers = self.layers
-        last = len(layers) - 1
-        z = h.unflatten(-1, self.image_shape) if self.conv_channels else h
-        keep = 1.0 - self.dropout if self.family == "mc_dropout" and layers is self.layers else 1.0
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, _CONV_TYPES):
-                z = flatten_features(z)
-            if i > 0 and keep < 1.0:
-                mask = torch.rand(z.shape, generator=generator, device=z.device, dtype=z.dtype) < keep
-                z = z * mask / keep  # inverted dropout with the caller's generator
-            z = layer.local_reparam(z, generator) if self.family == "bbb" else layer(z)
-            if i != last:
-                z = self.act(z)
-        return z
+    def reduce_loss(self, per_example: Tensor) -> Tensor:
+        """Batch loss from per-example losses ``(draws, B)``: an ensemble sums its members' batch means
+        (each member learns its own regression), a sampled posterior averages over draws and examples."""
+        return self._posterior.reduce_loss(per_example)
 
     def loss(
         self,
@@ -587,46 +449,38 @@ class BayesMLP(nn.Module):
         the model has no noise model; cross-entropy for a classifier, ``y`` the integer labels) +
         ``kl_divergence() / n_data``, ``n_data`` the DATASET size.
 
-        bbb uses one local-reparameterised forward; mc_dropout one dropout forward; ensemble sums the
-        members' losses (all members see the same batch; optional ``member_weights`` of shape
-        ``(n_members, B)``, e.g. bootstrap counts, weight each member's per-example losses). All
-        sampling (weights, dropout masks, the mixture KL) uses ``generator`` (on the model's device),
-        so training is reproducible without touching torch's global RNG.
+        The training pass is the family's training draw (bbb: local reparameterisation, one sample per
+        example; mc_dropout: fresh dropout masks per example; ensemble: every member on the whole
+        batch) through the same forward as :meth:`particles`; :meth:`reduce_loss` turns the
+        ``(n_members, B)`` per-example losses into one number. Optional ``member_weights`` of that
+        shape (``n_members`` is 1 for bbb and mc_dropout), e.g. bootstrap counts, weight each
+        member's per-example losses. All sampling (weights, dropout masks, the mixture KL) uses
+        ``generator`` (on the model's device), so training is reproducible without touching torch's
+        global RNG.
         """
         n_data = self._check_n(int(n_data) if not isinstance(n_data, bool) else n_data, "n_data")
         x = self._as_x(x)
         y = self._as_y(y, x.shape[0])
-        h = self.x_scaler.transform(x)
-        out = self._train_forward(h, generator)
-        mean = out[..., : self.out_dim]
-        if self.prior_layers is not None:
-            mean = mean + self.prior_scale * self._train_forward(h, None, self.prior_layers)
+        mean, logvar = self._particles_of(self._posterior.training_draw(generator))._raw(x)
         if self.likelihood == "categorical":
             per_example = F.cross_entropy(
                 mean.reshape(-1, self.out_dim), y.expand(mean.shape[:-1]).reshape(-1), reduction="none"
             ).reshape(mean.shape[:-1])
         else:
-            per_example = self._gaussian_nll(mean, out, self.y_scaler.transform(y))
-        if self.family == "ensemble":  # (K, B): sum over members, mean over the batch
-            if member_weights is not None:
-                if member_weights.shape != per_example.shape:
-                    raise ValueError(
-                        f"member_weights must have shape {tuple(per_example.shape)}, got {tuple(member_weights.shape)}"
-                    )
-                per_example = per_example * member_weights
-            nll = per_example.mean(-1).sum()
-        else:
-            nll = per_example.mean()
-        return nll + self.kl_divergence(generator) / n_data
+            per_example = self._gaussian_nll(mean, logvar, self.y_scaler.transform(y))
+        if member_weights is not None:
+            if member_weights.shape != per_example.shape:
+                raise ValueError(
+                    f"member_weights must have shape {tuple(per_example.shape)}, got {tuple(member_weights.shape)}"
+                )
+            per_example = per_example * member_weights
+        return self.reduce_loss(per_example) + self.kl_divergence(generator) / n_data
 
-    def _gaussian_nll(self, mean: Tensor, out: Tensor, y: Tensor) -> Tensor:
-        """Per-example Gaussian NLL (MSE without a noise model) in standardised units, summed over outputs."""
-        if self.heteroscedastic:
-            logvar = soft_clamp_logvar(out[..., self.out_dim :])
-        elif self.log_noise_std is not None:
+    def _gaussian_nll(self, mean: Tensor, logvar: Tensor | None, y: Tensor) -> Tensor:
+        """Per-example Gaussian NLL (MSE without a noise model) in standardised units, summed over
+        outputs; ``logvar``: the heteroscedastic head's, else the learnt noise's (if any)."""
+        if logvar is None and self.log_noise_std is not None:
             logvar = soft_clamp_logvar(2.0 * self.log_noise_std).expand_as(mean)
-        else:
-            logvar = None
         if logvar is None:
             return (mean - y).square().sum(-1)
         return 0.5 * (_LOG_2PI + logvar + (mean - y).square() * (-logvar).exp()).sum(-1)

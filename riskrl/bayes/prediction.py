@@ -12,7 +12,7 @@ from torch import Tensor
 
 from riskrl.bayes.ensemble import ensemble_conv2d
 
-__all__ = ["ClassPrediction", "LayerDraw", "Particles", "Prediction", "all_finite"]
+__all__ = ["ClassPrediction", "LayerDraw", "Particles", "Prediction", "SampledLayer", "all_finite"]
 
 # Soft bounds (in standardised target units) on a heteroscedastic head's log-variance.
 MIN_LOGVAR = -14.0
@@ -139,6 +139,16 @@ class LayerDraw:
     conv: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True)
+class SampledLayer:
+    """A layer that draws fresh randomness on every call: ``sample(h)`` is its pre-activation with
+    new noise for every example (training passes, Bayes-by-backprop's local reparameterisation).
+    ``conv`` as in :class:`LayerDraw` (not ``None``: the layer takes image-shaped input)."""
+
+    sample: Callable[[Tensor], Tensor]
+    conv: tuple[int, int] | None = None
+
+
 def _conv_layer(h: Tensor, layer: LayerDraw, n: int) -> Tensor:
     """One frozen conv layer for all particles: ``h`` ``(B, C, H, W)`` (shared) or ``(B, n, C, H, W)``
     (one input per particle); returns ``(B, O, H', W')`` or ``(B, n, O, H', W')``."""
@@ -154,35 +164,41 @@ def _conv_layer(h: Tensor, layer: LayerDraw, n: int) -> Tensor:
     return F.conv2d(h.flatten(0, 1), layer.weight, layer.bias, stride, padding).unflatten(0, h.shape[:2])
 
 
-def run_layers(h: Tensor, layers: Sequence[LayerDraw], n: int, act: Callable[[Tensor], Tensor]) -> Tensor:
-    """Batched forward through frozen layers; ``h`` is ``(B, d)`` or ``(n, B, d)`` (images: ``(B, C, H, W)``
-    or ``(B, n, C, H, W)``), returns ``(n, B, out)``."""
+def _linear_layer(h: Tensor, layer: LayerDraw, n: int) -> Tensor:
+    """One frozen linear layer for all particles: ``h`` ``(B, in)`` or ``(n, B, in)`` -> ``(n, B, out)``
+    (``(B, out)`` when weights, bias and input are all shared)."""
+    weight = layer.weight
+    if layer.mask is not None:
+        if h.shape[-2] > h.shape[-1]:
+            # more rows than features: scale the weights' rows instead of the activations,
+            # (h * m) @ W == h @ (m^T * W), which touches n*in*out numbers instead of n*B*in
+            weight = layer.mask.transpose(1, 2) * weight
+        else:
+            h = h * layer.mask  # (B, w) * (n, 1, w) -> (n, B, w)
+    if weight.dim() == 3:
+        if h.dim() == 2:
+            h = h.expand(n, *h.shape)
+        return torch.baddbmm(layer.bias, h, weight)
+    # shared weights: n and B fold into one matmul
+    return torch.addmm(layer.bias, h.reshape(-1, h.shape[-1]), weight).reshape(*h.shape[:-1], -1)
+
+
+def run_layers(
+    h: Tensor, layers: Sequence[LayerDraw | SampledLayer], n: int, act: Callable[[Tensor], Tensor]
+) -> Tensor:
+    """Batched forward through frozen (or per-call sampled) layers; ``h`` is ``(B, d)`` or
+    ``(n, B, d)`` (images: ``(B, C, H, W)`` or ``(B, n, C, H, W)``), returns ``(n, B, out)``."""
     last = len(layers) - 1
     for i, layer in enumerate(layers):
-        if layer.conv is not None:
+        if isinstance(layer, SampledLayer):
+            h = layer.sample(h if layer.conv is not None else flatten_features(h))
+        elif layer.conv is not None:
             h = _conv_layer(h, layer, n)
-            if i != last:
-                h = torch.relu_(h) if act is torch.relu else act(h)
-            continue
-        h = flatten_features(h)
-        weight = layer.weight
-        if layer.mask is not None:
-            if h.shape[-2] > h.shape[-1]:
-                # more rows than features: scale the weights' rows instead of the activations,
-                # (h * m) @ W == h @ (m^T * W), which touches n*in*out numbers instead of n*B*in
-                weight = layer.mask.transpose(1, 2) * weight
-            else:
-                h = h * layer.mask  # (B, w) * (n, 1, w) -> (n, B, w)
-        if weight.dim() == 3:
-            if h.dim() == 2:
-                h = h.expand(n, *h.shape)
-            h = torch.baddbmm(layer.bias, h, weight)
         else:
-            # shared weights: n and B fold into one matmul
-            h = torch.addmm(layer.bias, h.reshape(-1, h.shape[-1]), weight).reshape(*h.shape[:-1], -1)
+            h = _linear_layer(flatten_features(h), layer, n)
         if i != last:
-            # h is a fresh matmul output here, so relu can run in place (autograd-safe: relu's
-            # backward needs only its result, the matmul's backward does not need its output)
+            # h is a fresh layer output here, so relu can run in place (autograd-safe: relu's
+            # backward needs only its result, no layer's backward needs its output)
             h = torch.relu_(h) if act is torch.relu else act(h)
     if h.dim() == 2:
         h = h.expand(n, *h.shape)
@@ -197,13 +213,14 @@ class Particles:
     every call. Built with grad enabled, outputs are differentiable w.r.t. the model parameters.
     Models with a conv trunk also take images ``(B, *image_shape)`` or ``(n, B, *image_shape)``.
     For a classifier (``likelihood="categorical"``) ``p(x)`` returns logits ``(n, B, classes)`` and
-    :meth:`predict` the :class:`ClassPrediction` of the draw.
+    :meth:`predict` the :class:`ClassPrediction` of the draw. (Built from :class:`SampledLayer` s, as a
+    model's training pass is, it draws fresh noise on every call instead.)
     """
 
     def __init__(
         self,
         n: int,
-        layers: Sequence[LayerDraw],
+        layers: Sequence[LayerDraw | SampledLayer],
         *,
         in_dim: int,
         out_dim: int,
