@@ -19,7 +19,7 @@ class ReplayBuffer:
     """Circular transition storage ``(obs, action, reward, next_obs, terminated)`` on ``device``.
 
     ``add`` takes a batch of transitions (one per env) and writes them with one indexed copy;
-    ``sample`` draws uniformly with the caller's generator, so sampling is reproducible.
+    :meth:`sample_n_step` draws uniformly with the caller's generator, so sampling is reproducible.
 
     Args:
         capacity: transitions kept (oldest overwritten first).
@@ -73,8 +73,9 @@ class ReplayBuffer:
         terminated: Tensor,
         done: Tensor | None = None,
         env_index: Tensor | None = None,
-    ) -> None:
-        """Add ``B`` transitions (leading dimension ``B`` on every argument).
+    ) -> Tensor:
+        """Add ``B`` transitions (leading dimension ``B`` on every argument); returns the ``B`` rows
+        written.
 
         With episode links (``n_envs``), ``done (B,)`` marks transitions that ended their episode and
         ``env_index (B,)`` names each row's env slot (default: ``arange(n_envs)``, all envs at once).
@@ -92,6 +93,7 @@ class ReplayBuffer:
         self.terminated[idx] = terminated.to(self.terminated.dtype)
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
+        return idx
 
     def _link(self, idx: Tensor, done: Tensor | None, env_index: Tensor | None) -> None:
         n = idx.shape[0]
@@ -114,10 +116,6 @@ class ReplayBuffer:
         self.last_row[env_index] = torch.where(ended, torch.full_like(idx, -1), idx)
         self.last_write_id[env_index] = ids
         self.n_written += n
-
-    def sample(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, Tensor]:
-        """A uniformly drawn batch (with replacement) as a dict of tensors."""
-        return self._take(self._draw(batch_size, generator))
 
     def _draw(self, batch_size: int, generator: torch.Generator | None) -> Tensor:
         if self.size == 0:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from riskrl.bayes import BayesMLP
+from riskrl.bayes import BayesMLP, Trainer
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.envs.autoreset import AutoresetMask
 
@@ -255,8 +255,14 @@ class BayesMPC(Agent):
         self.reward_fn, self.termination_fn = self._model_functions()
         self.planner = build_planner(cfg, self.action_space, self.device)
         self.model = build_model(cfg, self.obs_dim, self.act_features).to(self.device)
-        self.optimizer = torch.optim.Adam(
-            self.model.parameters(), lr=cfg.model_lr, weight_decay=cfg.weight_decay
+        # one Adam for the model's whole life; the agent's generator shuffles and drives bbb/mc_dropout
+        # sampling (never torch's global RNG)
+        self.trainer = Trainer(
+            self.model,
+            lr=cfg.model_lr,
+            weight_decay=cfg.weight_decay,
+            batch_size=cfg.batch_size,
+            generator=self.rng,
         )
         self.buffer = ReplayBuffer(
             cfg.buffer_size,
@@ -444,22 +450,13 @@ class BayesMPC(Agent):
                 self.train_model()
         return next_obs, info
 
-    def _add(
-        self,
-        obs: Tensor,
-        action: Tensor,
-        reward: Tensor,
-        next_obs: Tensor,
-        terminated: Tensor,
-        done: Tensor,
-        env_index: Tensor | None = None,
-    ) -> None:
-        m = obs.shape[0]
-        idx = (self.buffer.pos + torch.arange(m, device=self.device)) % self.buffer.capacity
+    def _add(self, *transition: Tensor | None) -> None:
+        """Store ``transition`` (the arguments of :meth:`ReplayBuffer.add`); with the bootstrap, every
+        ensemble member draws a Poisson(1) count for each new row."""
+        rows = self.buffer.add(*transition)
         if self.config.bootstrap and self.boot_weights.shape[1] > 1:
-            rate = torch.ones(m, self.boot_weights.shape[1], device=self.device)
-            self.boot_weights[idx] = torch.poisson(rate, generator=self.rng)
-        self.buffer.add(obs, action, reward, next_obs, terminated, done=done, env_index=env_index)
+            rate = torch.ones(rows.shape[0], self.boot_weights.shape[1], device=self.device)
+            self.boot_weights[rows] = torch.poisson(rate, generator=self.rng)
 
     def train_model(self) -> float:
         """Retrain the dynamics model on every stored transition; returns the last epoch's mean loss."""
@@ -470,31 +467,12 @@ class BayesMPC(Agent):
         n = x.shape[0]
         self.model.fit_standardizers(x, y)
         weights = self.boot_weights[:n] if self.boot_weights.shape[1] > 1 else None
-        bs = min(cfg.batch_size, n)
-        steps = 0
-        last_epoch = torch.full((), float("nan"), device=self.device)
         self.model.train()
-        for _ in range(cfg.train_epochs):
-            perm = torch.randperm(n, generator=self.rng, device=self.device)
-            total = torch.zeros((), device=self.device)  # summed on the device: no host sync per step
-            count = 0
-            for start in range(0, n, bs):
-                idx = perm[start : start + bs]
-                mw = weights[idx].t() if weights is not None else None
-                # The agent's generator drives bbb/mc_dropout sampling: never torch's global RNG.
-                loss = self.model.loss(x[idx], y[idx], n, member_weights=mw, generator=self.rng)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                total = total + loss.detach() * idx.numel()
-                count += idx.numel()
-                steps += 1
-                if steps >= cfg.max_grad_steps:
-                    break
-            last_epoch = total / max(count, 1)
-            if steps >= cfg.max_grad_steps:
-                break
-        loss_value = float(last_epoch)
+        epochs = self.trainer.train(
+            x, y, cfg.train_epochs, member_weights=weights, max_steps=cfg.max_grad_steps
+        )
+        epoch_losses = list(epochs)  # device scalars: one host sync below
+        loss_value = float(epoch_losses[-1]) if epoch_losses else float("nan")
         self.model.eval()
         if self.value is not None:
             self.log_scalar("train/value_loss", self.value.fit(self.buffer, self.rng))
@@ -518,41 +496,32 @@ class BayesMPC(Agent):
             self.boot_weights[:n] = 1.0
         self._offline_x = torch.cat([data["obs"], self._action_features(data["actions"])], dim=-1)
         self._offline_y = data["next_obs"] - data["obs"]
-        self._offline_perm: Tensor | None = None
-        self._offline_pos = 0
+        self.trainer.reset_position()
+        self.trainer.reset_loss()
         self.model.fit_standardizers(self._offline_x, self._offline_y)
         self.model.train()
 
     def _offline_step(self) -> None:
-        """One model gradient step on the next minibatch of a per-epoch permutation of the dataset."""
+        """One model gradient step on the next full minibatch of a per-epoch permutation of the dataset
+        (the rows left over when the batch size does not divide the dataset wait for a later epoch)."""
         x, y = self._offline_x, self._offline_y
         n = x.shape[0]
-        bs = min(self.config.batch_size, n)
-        if self._offline_perm is None or self._offline_pos + bs > n:
-            self._offline_perm = torch.randperm(n, generator=self.rng, device=self.device)
-            self._offline_pos = 0
-        idx = self._offline_perm[self._offline_pos : self._offline_pos + bs]
-        self._offline_pos += bs
-        mw = self.boot_weights[idx].t() if self.boot_weights.shape[1] > 1 else None
-        loss = self.model.loss(x[idx], y[idx], n, member_weights=mw, generator=self.rng)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self._offline_loss = loss.detach()
+        weights = self.boot_weights[:n] if self.boot_weights.shape[1] > 1 else None
+        self.trainer.batch_step(x, y, self.trainer.next_batch(n, drop_last=True), n, weights)
 
     def _offline_end(self) -> None:
         """The model is trained; the terminal value (if enabled) is fitted to the dataset."""
         self.model.eval()
         if self.value is not None:
             self.log_scalar("train/value_loss", self.value.fit(self.buffer, self.rng))
-        loss = getattr(self, "_offline_loss", None)
+        loss = self.trainer.last_loss  # the last step's
         self.last_model_loss = float(loss) if loss is not None else float("nan")
         self.log_scalar("train/model_loss", self.last_model_loss)
         self.trained = True
         self.steps_since_train = 0
         self.model_updates += 1
         self._offline_x = self._offline_y = None  # type: ignore[assignment]
-        self._offline_perm = None
+        self.trainer.reset_position()
 
     # ------------------------------------------------------------------ persistence
 
@@ -578,7 +547,7 @@ class BayesMPC(Agent):
 
     def _training_state(self) -> dict[str, Any]:
         return {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.trainer.state_dict(),  # the Adam state dict
             "buffer": self.buffer.state_dict(),
             "boot_weights": self.boot_weights[: len(self.buffer)],
             "steps_since_train": self.steps_since_train,
@@ -588,7 +557,7 @@ class BayesMPC(Agent):
         }
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])  # pack_state keeps int keys and tuples
+        self.trainer.load_state_dict(state["optimizer"])  # pack_state keeps int keys and tuples
         self.buffer.load_state_dict(state["buffer"])
         n = len(self.buffer)
         self.boot_weights[:n] = state["boot_weights"]
@@ -632,17 +601,15 @@ class BayesMPC(Agent):
             )
         build_planner(config, space, "meta")  # the planner's own checks (n_elites <= population, ...)
         model = build_model(config, obs_dim, act_features)
-        params = list(model.parameters())
-        optimizer = torch.optim.Adam(params, lr=config.model_lr, weight_decay=config.weight_decay)
+        trainer = Trainer(model, lr=config.model_lr, weight_decay=config.weight_decay)
         value_spec: Any = None
         value_bytes = 0
         if config.terminal_value:
             value = build_value(config, obs_dim, "meta")
-            value_params = list(value.net.parameters())
             value_spec = {
                 "net": schema.module_spec(value.net),
                 "target": schema.module_spec(value.target),
-                "optimizer": schema.adam_spec(value_params, value.optimizer),
+                "optimizer": schema.adam_spec(value.trainer.params, value.trainer.optimizer),
             }
             value_bytes = 4 * schema.module_bytes(value.net)
         h = config.horizon
@@ -657,7 +624,7 @@ class BayesMPC(Agent):
         n_boot = config.n_members if config.model_family == "ensemble" else 1
         action_shape = () if discrete else (act_features,)
         training = {
-            "optimizer": schema.adam_spec(params, optimizer),
+            "optimizer": schema.adam_spec(trainer.params, trainer.optimizer),
             "buffer": schema.buffer_spec(
                 cap, obs_dim, action_shape, torch.int64 if discrete else torch.float32, linked=True
             ),

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from riskrl.bayes import BayesMLP
+from riskrl.bayes import BayesMLP, Trainer, copy_buffers, polyak_update
 
 from .buffers import ReplayBuffer
 
@@ -82,7 +82,7 @@ class TerminalValue:
         ).to(device)
         self.target = copy.deepcopy(self.net)
         self.target.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        self.trainer = Trainer(self.net, lr=lr, batch_size=self.batch_size)  # its Adam persists across fits
         self.last_loss = float("nan")
 
     def particles(self, n: int) -> Any:
@@ -101,9 +101,9 @@ class TerminalValue:
             raise ValueError("cannot fit a terminal value on an empty replay buffer")
         # Inputs are standardised with the data seen so far (targets stay in reward units).
         self.net.x_scaler.fit(buffer.obs[:n])
-        self.target.x_scaler.load_state_dict(self.net.x_scaler.state_dict())
+        copy_buffers(self.target, self.net)  # the target standardises like the net from the first step
         k = self.n_members
-        total = torch.zeros((), device=buffer.device)  # summed on the device: no host sync per step
+        self.trainer.reset_loss()  # summed on the device: no host sync per step
         for _ in range(self.steps):
             batch = buffer.sample_n_step(self.batch_size, self.n_step, self.gamma, generator=generator)
             with torch.no_grad():
@@ -111,25 +111,19 @@ class TerminalValue:
                 target = batch["rewards"] + batch["discounts"] * (1.0 - batch["terminated"]) * v_next
             diff = target - self.net.particles(k)(batch["obs"])[..., 0]
             weight = torch.where(diff > 0, self.expectile, 1.0 - self.expectile)
-            loss = (weight * diff.square()).mean(1).sum()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            with torch.no_grad():
-                for p_t, p in zip(self.target.parameters(), self.net.parameters()):
-                    p_t.lerp_(p, self.tau)
-            total = total + loss.detach()
-        self.last_loss = float(total) / self.steps
+            self.trainer.step((weight * diff.square()).mean(1).sum())
+            polyak_update(self.target, self.net, self.tau)
+        self.last_loss = float(self.trainer.mean_loss())
         return self.last_loss
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "net": dict(self.net.state_dict()),
             "target": dict(self.target.state_dict()),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.trainer.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])
         self.target.load_state_dict(state["target"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.load_state_dict(state["optimizer"])

@@ -204,11 +204,11 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     ``tau = 1`` copies exactly (an interpolation could round). Buffers (input/target standardisers,
     fixed prior networks) are statistics, not learnt weights: they are copied whatever ``tau``, so
     the target always standardises its inputs like the source. Raises ``ValueError`` for ``tau``
-    outside ``(0, 1]`` or modules with different numbers of parameters or buffers.
+    outside ``(0, 1]`` or modules whose parameters or buffers differ in number or shape.
     """
     if not 0.0 < float(tau) <= 1.0:
         raise ValueError(f"tau must be in (0, 1], got {tau}")
-    for p_t, p in zip(target.parameters(), source.parameters(), strict=True):
+    for p_t, p in _pairs(target.parameters(), source.parameters(), "parameters"):
         if tau == 1.0:
             p_t.copy_(p)
         else:
@@ -218,9 +218,18 @@ def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 
 @torch.no_grad()
 def copy_buffers(target: nn.Module, source: nn.Module) -> None:
-    """Copy every buffer of ``source`` into ``target`` (same structure), in place."""
-    for b_t, b in zip(target.buffers(), source.buffers(), strict=True):
+    """Copy every buffer of ``source`` into ``target`` in place (``ValueError`` if they differ in
+    number or shape)."""
+    for b_t, b in _pairs(target.buffers(), source.buffers(), "buffers"):
         b_t.copy_(b)
+
+
+def _pairs(targets: Iterator[Tensor], sources: Iterator[Tensor], what: str) -> list[tuple[Tensor, Tensor]]:
+    """Matching tensors of two modules, checked before anything is changed."""
+    t, s = list(targets), list(sources)
+    if len(t) != len(s) or any(a.shape != b.shape for a, b in zip(t, s)):
+        raise ValueError(f"target and source {what} differ in number or shape")
+    return list(zip(t, s))
 
 
 def fit(
