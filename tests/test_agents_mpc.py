@@ -252,7 +252,8 @@ def test_learns_pendulum_quickly() -> None:
     assert np.isfinite(result.mean_epistemic_std)
 
 
-def test_bbb_dynamics_model_runs() -> None:
+def test_bbb_dynamics_model_fits_a_fixed_buffer() -> None:
+    """bbb: retraining on a fixed buffer lowers the model's predictive error on it."""
     agent = BayesMPC(
         "Pendulum-v1",
         seed=1,
@@ -267,25 +268,67 @@ def test_bbb_dynamics_model_runs() -> None:
     )
     agent.learn(80)
     assert agent.model_updates == 1
-    action, mean, std = agent.predict_with_uncertainty(np.zeros((2, 3), dtype=np.float32))
-    assert action.shape == (2, 1) and mean.shape == (2,) and (std >= 0).all()
+    data = agent.buffer.all()
+    x = torch.cat([data["obs"], data["actions"]], -1)
+    y = data["next_obs"] - data["obs"]
+
+    def error() -> float:
+        pred = agent.model.predict(x, n_samples=16, generator=torch.Generator().manual_seed(0))
+        return float((pred.mean - y).square().mean())
+
+    before = error()
+    agent.config.train_epochs = 30
+    assert math.isfinite(agent.train_model())
+    assert agent.model_updates == 2 and error() < 0.5 * before, (before, error())
 
 
-def test_discrete_env_plans_valid_actions() -> None:
+class ShiftEnv(ToyEnv):
+    """``Discrete(3, start=-1)``: action ``a`` moves obs[0] by ``0.2 a``; the reward prefers obs[0] = 1."""
+
+    def __init__(self, num_envs: int = 4) -> None:
+        super().__init__(num_envs)
+        self.single_action_space = gym.spaces.Discrete(3, start=-1)
+        self.state = torch.zeros(num_envs, 2)
+
+    def reward_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return -(next_obs[..., 0] - 1.0).abs()
+
+    def reset(self, seed: int | None = None):
+        g = torch.Generator().manual_seed(0 if seed is None else seed)
+        self.state = torch.zeros(self.num_envs, 2)
+        self.state[:, 0] = torch.rand(self.num_envs, generator=g) * 4 - 2
+        return self.state.clone(), {}
+
+    def step(self, actions: torch.Tensor):
+        n = self.num_envs
+        self.state[:, 0] += 0.2 * torch.as_tensor(actions).reshape(n).float()
+        reward = self.reward_fn(self.state, actions, self.state)
+        no = torch.zeros(n, dtype=torch.bool)
+        return self.state.clone(), reward, no, no, {}
+
+
+def test_discrete_plan_picks_the_action_the_reward_prefers() -> None:
+    """A model learnt from random play in ShiftEnv plans, from obs[0] = 0, 2 and 1, the actions that
+    move towards 1 (+1, -1) or stay there (0), in the env's own action encoding (start=-1)."""
     agent = BayesMPC(
-        "CartPole-v1",
+        ShiftEnv(),
         seed=0,
-        learning_starts=60,
-        train_freq=60,
-        train_epochs=5,
-        horizon=8,
-        population=32,
+        hidden=(32, 32),
+        learning_starts=200,
+        train_freq=10**6,
+        train_epochs=60,
+        horizon=1,
+        population=16,
         n_elites=4,
         n_particles=5,
+        sample_aleatoric=False,
     )
-    agent.learn(100)
-    action, _ = agent.predict(np.zeros((3, 4), dtype=np.float32))
-    assert action.dtype == np.int64 and set(action.tolist()) <= {0, 1}
+    agent.learn(200)
+    assert agent.model_updates == 1
+    obs = np.array([[0.0, 0.0], [2.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    action, mean, _std = agent.predict_with_uncertainty(obs)
+    assert action.dtype == np.int64 and action.tolist() == [1, -1, 0]
+    np.testing.assert_allclose(mean, [-0.8, -0.8, 0.0], atol=0.05)
 
 
 # ---------------------------------------------------------------------------------- persistence

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import pytest
 import torch
 
@@ -63,6 +66,36 @@ def test_expectile_leans_towards_the_best_outcomes(expectile: float) -> None:
     with torch.no_grad():
         v_last = float(value.particles(3)(last).mean())
     assert v_last == pytest.approx(expectile, abs=0.06)
+
+
+def test_value_target_moves_by_tau_and_its_adam_persists_across_fits() -> None:
+    """Each gradient step moves the target by ``tau`` towards the net (``tau = 1``: a copy) and the
+    target standardises like the net; the Adam state carries over between fits and through
+    ``state_dict``, so a restored value continues exactly as the original."""
+    buf = _chain_buffer(4, 5, lambda e: 1.0)
+    torch.manual_seed(0)
+    value = TerminalValue(1, hidden=(8,), n_members=2, steps=1, tau=0.5)
+    net0 = [p.detach().clone() for p in value.net.parameters()]
+    loss = value.fit(buf, torch.Generator().manual_seed(0))
+    assert math.isfinite(loss) and loss == value.last_loss
+    for t, a, b in zip(value.target.parameters(), net0, value.net.parameters()):
+        torch.testing.assert_close(t, a.lerp(b, 0.5))
+        assert not torch.equal(a, b)
+    for t, b in zip(value.target.buffers(), value.net.buffers()):
+        assert torch.equal(t, b)  # the input standardiser fitted to the buffer, in both
+    assert float(value.net.x_scaler.mean) != 0.0
+
+    torch.manual_seed(1)
+    value = TerminalValue(1, hidden=(8,), n_members=2, steps=3, tau=1.0)
+    value.fit(buf, torch.Generator().manual_seed(0))
+    assert all(torch.equal(t, p) for t, p in zip(value.target.parameters(), value.net.parameters()))
+    restored = TerminalValue(1, hidden=(8,), n_members=2, steps=3, tau=1.0)
+    restored.load_state_dict(copy.deepcopy(value.state_dict()))
+    for v in (value, restored):
+        v.fit(buf, torch.Generator().manual_seed(1))
+        assert int(next(iter(v.trainer.optimizer.state.values()))["step"]) == 6
+    for a, b in zip(value.net.parameters(), restored.net.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_value_rejects_bad_settings() -> None:
