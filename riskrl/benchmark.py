@@ -1,35 +1,36 @@
 """riskrl agents vs stable-baselines3 baselines at equal environment-step budgets.
 
-Every run trains one algorithm with one seed, evaluating it every ``eval_every`` steps with
-:func:`riskrl.evaluate` on the same batched environment (learning curve), then once more at the
+Every run trains one algorithm with one seed, evaluating it every ``eval_every`` environment steps
+with riskrl's :class:`~riskrl.agents.EvalCallback` (``freq_unit="timesteps"``, i.e.
+:func:`riskrl.evaluate` on the same batched environment: the learning curve), then once more at the
 end under nominal and shifted dynamics. SB3 algorithms use rl-baselines3-zoo hyperparameters
-(:data:`SB3_ZOO`) and train on riskrl's environments through :class:`riskrl.envs.SB3VecEnv`.
+(:data:`SB3_ZOO`) and train on riskrl's environments through :class:`riskrl.envs.SB3VecEnv`. Runs
+go through :func:`riskrl.executor.run_jobs` (local processes or Ray) and the results through
+:func:`riskrl.results.write_results`.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import stable_baselines3 as sb3
 from gymnasium.vector import AutoresetMode
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
-from tqdm.auto import tqdm
 
-from riskrl.agents import agent_class
+from riskrl.agents import EvalCallback, agent_class
 from riskrl.envs import SB3VecEnv, make_vec
 from riskrl.evaluation import evaluate
+from riskrl.executor import RAY_CONNECT_TIMEOUT, check_backend, one_torch_thread, run_jobs
 from riskrl.plotting import plot_learning_curves
 from riskrl.results import write_results
-from riskrl.sweep import Perturbation, one_torch_thread
+from riskrl.sweep import Perturbation
 
 __all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "make_sb3_model", "run_bench_job"]
 
@@ -181,29 +182,16 @@ def run_bench_job(
 
 
 def _run_bench_job(cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str | None) -> dict[str, Any]:
-    curve: list[dict[str, float]] = []
     start = time.perf_counter()
-    eval_seconds = 0.0
-
-    def record(policy: Any, steps: int) -> None:
-        nonlocal eval_seconds
-        t0 = time.perf_counter()
-        curve.append({"timestep": steps, **_eval(policy, cfg, cfg.n_eval_episodes)})
-        eval_seconds += time.perf_counter() - t0
-
-    class _Curve(BaseCallback):
-        """Evaluate every ``eval_every`` steps (an SB3 callback: riskrl agents take SB3 callbacks too)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.next = cfg.eval_every
-
-        def _on_step(self) -> bool:
-            if self.num_timesteps >= self.next:
-                self.next += cfg.eval_every
-                record(self.model, self.num_timesteps)
-            return True
-
+    # riskrl agents take SB3 callbacks, so one evaluator serves both kinds
+    curve_cb = EvalCallback(
+        cfg.env_id,
+        n_eval_episodes=int(cfg.n_eval_episodes),
+        eval_freq=int(cfg.eval_every),
+        freq_unit="timesteps",
+        seed=int(cfg.eval_seed),
+        verbose=0,
+    )
     if algo.startswith("sb3:"):
         name = algo[4:]
         n_envs = SB3_ZOO[(name, cfg.env_id)][0]
@@ -222,8 +210,18 @@ def _run_bench_job(cfg: BenchConfig, algo: str, seed: int, checkpoint_dir: str |
         if cfg.randomize:
             env = make_vec(cfg.env_id, num_envs=int(kwargs.get("num_envs", 1)), randomize=cfg.randomize)
         policy = agent_class(algo)(env, risk_tolerance=cfg.risk_tolerance, seed=int(seed), **kwargs)
-    policy.learn(int(cfg.total_timesteps), callback=_Curve())
-    train_seconds = time.perf_counter() - start - eval_seconds
+    policy.learn(int(cfg.total_timesteps), callback=curve_cb)
+    train_seconds = time.perf_counter() - start - curve_cb.eval_seconds
+    curve = [
+        {
+            "timestep": h["timestep"],
+            "mean": h["mean_return"],
+            "std": h["std_return"],
+            "cvar": h["cvar"],
+            "failure_rate": h.get("failure_rate", math.nan),
+        }
+        for h in curve_cb.history
+    ]
     checkpoint = None
     if checkpoint_dir is not None and not algo.startswith("sb3:"):
         checkpoint = str(
@@ -302,43 +300,51 @@ class BenchResult:
         """Write ``<stem>.json`` (config, provenance, runs, summary), ``<stem>.md`` and ``<stem>.png``."""
         data = self.to_dict()
         config = data.pop("config")
-        paths = write_results(out_dir, stem, data, config=config, markdown=self.to_markdown())
-        paths["png"] = Path(out_dir) / f"{stem}.png"
-        plot_learning_curves({"config": config, **data}, path=paths["png"])
-        return paths
+        figure = plot_learning_curves({"config": config, **data})
+        figure.tight_layout()
+        return write_results(
+            out_dir, stem, data, config=config, markdown=self.to_markdown(), figures={"": figure}
+        )
 
 
 def bench(
     config: BenchConfig | None = None,
     *,
+    backend: str = "local",
     workers: int = 1,
+    address: str | None = None,
     out_dir: str | Path | None = None,
     save_checkpoints: bool = False,
     progress_bar: bool = False,
+    connect_timeout: float = RAY_CONNECT_TIMEOUT,
     **overrides: Any,
 ) -> BenchResult:
-    """Run every (algo, seed) of the benchmark, in ``workers`` processes; save to ``out_dir``.
+    """Run every (algo, seed) of the benchmark and save it to ``out_dir`` (when given).
 
-    With ``save_checkpoints`` (needs ``out_dir``) trained riskrl agents go to ``out_dir/checkpoints``.
+    The runs go through :func:`riskrl.executor.run_jobs`: ``backend="local"`` in ``workers``
+    processes (1 = in this process), ``backend="ray"`` as Ray tasks on the cluster at ``address``
+    (``None``: a local Ray instance). With ``save_checkpoints`` (needs ``out_dir``) trained riskrl
+    agents go to ``out_dir/checkpoints``.
     """
     cfg = dataclasses.replace(config or BenchConfig(), **overrides)
     if not isinstance(cfg.shift, Perturbation):
         cfg.shift = Perturbation.parse(cfg.shift)
     cfg.validate()
-    jobs = [(algo, int(s)) for algo in cfg.algos for s in cfg.seeds]
+    check_backend(backend, workers, address, connect_timeout)
     ckpt = None
     if save_checkpoints:
         if out_dir is None:
             raise ValueError("save_checkpoints needs out_dir")
         ckpt = str(Path(out_dir) / "checkpoints")
-    if int(workers) <= 1:
-        it: Any = jobs
-        if progress_bar:
-            it = tqdm(jobs, desc="bench runs")
-        runs = [run_bench_job(cfg, a, s, ckpt) for a, s in it]
-    else:
-        with ProcessPoolExecutor(max_workers=int(workers), mp_context=get_context("spawn")) as pool:
-            runs = list(pool.map(run_bench_job, [cfg] * len(jobs), *zip(*jobs), [ckpt] * len(jobs)))
+    runs = run_jobs(
+        run_bench_job,
+        [(cfg, algo, int(s), ckpt) for algo in cfg.algos for s in cfg.seeds],
+        backend=backend,
+        workers=workers,
+        address=address,
+        progress_bar=progress_bar,
+        desc="bench runs",
+    )
     result = BenchResult(cfg, runs)
     if out_dir is not None:
         result.save(out_dir)

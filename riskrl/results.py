@@ -18,10 +18,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 
 from riskrl._version import __version__
-from riskrl.checkpoint import atomic_write_bytes
+from riskrl.atomic import atomic_write_bytes
 
 __all__ = ["code_version", "provenance", "write_results"]
 
@@ -94,10 +95,12 @@ def write_results(
     figures: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``<stem>.json`` (``config``, ``provenance`` and ``results``), and optionally ``<stem>.md``
-    and one PNG per matplotlib figure (``figures`` maps a suffix to a figure: ``<stem>_<suffix>.png``).
+    and one PNG per matplotlib figure (``figures`` maps a suffix to a figure: ``<stem>_<suffix>.png``,
+    or ``<stem>.png`` for the suffix ``""``). Figures are closed once saved.
 
     ``config`` must hold everything needed to rerun the experiment (arguments, hyperparameters,
-    seeds). Returns the paths written.
+    seeds). Returns the paths written, keyed ``"json"``, ``"markdown"`` and each figure's suffix
+    (``"png"`` for the suffix ``""``).
     """
     if not isinstance(config, dict) or not isinstance(results, dict):
         raise TypeError("write_results: config and results must be dicts")
@@ -112,11 +115,12 @@ def write_results(
         paths["markdown"] = out / f"{stem}.md"
         atomic_write_bytes(paths["markdown"], (markdown.rstrip("\n") + "\n").encode())
     for suffix, fig in (figures or {}).items():
-        path = out / f"{stem}_{suffix}.png"
+        path = out / (f"{stem}_{suffix}.png" if suffix else f"{stem}.png")
         tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=120)
         os.replace(tmp, path)
-        paths[suffix] = path
+        plt.close(fig)
+        paths[suffix or "png"] = path
     return paths
 
 

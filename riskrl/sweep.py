@@ -2,22 +2,16 @@
 
 One *job* per seed trains an agent once, then evaluates it at every ``risk_tolerance`` and
 under every perturbation without retraining (the knob only changes how the agent acts). Jobs are
-independent and deterministic, so the ``local`` and ``ray`` executors give identical results.
+independent and deterministic and run through :func:`riskrl.executor.run_jobs`, so the ``local``
+and ``ray`` backends give identical results. Results are written by :func:`riskrl.results.write_results`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import math
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from multiprocessing import get_context
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +19,30 @@ import gymnasium
 import numpy as np
 
 from riskrl.agents import agent_class
-from riskrl.atomic import atomic_write_bytes
 from riskrl.devices import resolve_device
 from riskrl.envs import ENV_IDS
 from riskrl.envs.base import NOISE_PARAMS, check_physical
 from riskrl.evaluation import evaluate
+from riskrl.executor import (
+    RAY_CONNECT_TIMEOUT,
+    check_backend,
+    check_ray_address,
+    one_torch_thread,
+    run_jobs,
+)
 from riskrl.plotting import plot_sweep
+from riskrl.results import write_results
 from riskrl.risk import validate_risk_tolerance
 
-__all__ = ["Perturbation", "SweepConfig", "SweepResult", "evaluate_grid", "run_sweep_job", "sweep"]
-
-BACKENDS = ("local", "ray")
+__all__ = [
+    "Perturbation",
+    "SweepConfig",
+    "SweepResult",
+    "check_ray_address",
+    "evaluate_grid",
+    "run_sweep_job",
+    "sweep",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +103,7 @@ class SweepConfig:
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env_id must be a gymnasium id, got {self.env_id!r}")
         env_cls = _env_class(self.env_id)
-        cls = _agent_class(self.agent)
+        cls = agent_class(self.agent)
         if not self.risk_tolerances:
             raise ValueError("risk_tolerances must not be empty")
         if len(self.risk_tolerances) > 1000:
@@ -184,24 +191,6 @@ def _check_perturbation(pert: Perturbation, env_cls: type | None, env_id: str) -
             raise ValueError(f"perturbation {pert.name!r}: {err}") from None
 
 
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run a job on one torch thread (jobs run side by side), restoring the caller's setting after."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _agent_class(name: str) -> type:
-
-    return agent_class(name)
-
-
 def evaluate_grid(
     agent: Any, config: SweepConfig, seed: int, train_seconds: float = 0.0
 ) -> list[dict[str, Any]]:
@@ -254,7 +243,7 @@ def run_sweep_job(config: SweepConfig, seed: int, checkpoint_dir: str | None = N
     A top-level function so process pools and Ray can ship it. Uses one torch thread.
     """
     with one_torch_thread():
-        cls = _agent_class(config.agent)
+        cls = agent_class(config.agent)
         start = time.perf_counter()
         agent = cls(config.env_id, seed=int(seed), device=config.device, **config.agent_kwargs)
         agent.learn(int(config.total_timesteps))
@@ -332,169 +321,14 @@ class SweepResult:
         }
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``sweep.json``, ``sweep.md`` and ``sweep.png`` into ``out_dir``."""
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {"json": out / "sweep.json", "markdown": out / "sweep.md", "png": out / "sweep.png"}
-        atomic_write_bytes(paths["json"], json.dumps(self.to_dict(), indent=1).encode())
-        atomic_write_bytes(paths["markdown"], (self.to_markdown() + "\n").encode())
-        plot_sweep(self.to_dict(), path=paths["png"])
-        return paths
-
-
-def _run_local(
-    config: SweepConfig, workers: int, checkpoint_dir: str | None, progress: bool
-) -> list[list[dict]]:
-    seeds = [int(s) for s in config.seeds]
-    if workers <= 1:
-        it = seeds
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(seeds, desc="sweep (seeds)")
-        return [run_sweep_job(config, s, checkpoint_dir) for s in it]
-    ctx = get_context("spawn")  # fork + torch threads is unsafe
-    pool = ctx.Pool(processes=min(workers, len(seeds)))
-    try:
-        pending = [pool.apply_async(run_sweep_job, (config, s, checkpoint_dir)) for s in seeds]
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(pending), desc="sweep (seeds)")
-        results = []
-        for job in pending:
-            while not job.ready():  # short waits: Ctrl-C / SIGTERM are handled between them
-                job.wait(0.5)
-            results.append(job.get())
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        pool.close()
-        pool.join()
-        return results
-    except BaseException:
-        pool.terminate()  # Ctrl-C, SIGTERM or a failed job: stop every worker now
-        pool.join()
-        raise
-
-
-#: seconds to wait for a Ray cluster to answer before giving up
-RAY_CONNECT_TIMEOUT = 30.0
-
-
-def _ray_host_port(address: str) -> tuple[str, int] | None:
-    """``(host, port)`` of a ``host:port`` or ``ray://host:port`` address (None for ``"auto"``)."""
-    text = address.removeprefix("ray://")
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        return None
-    return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT) -> None:
-    """Raise ConnectionError unless a Ray cluster answers at ``address`` within ``timeout`` seconds.
-
-    A TCP connection to ``host:port`` is tried first (refused or unroutable addresses fail at once
-    or after ``timeout``); then ``ray.init`` joins and leaves the cluster in a child process that
-    is killed after the remaining time (Ray's own client retries for ever).
-    """
-    start = time.monotonic()
-    hp = _ray_host_port(address)
-    if hp is not None:
-        try:
-            with socket.create_connection(hp, timeout=timeout):
-                pass
-        except OSError as err:
-            raise ConnectionError(
-                f"cannot reach a Ray cluster at {address!r}: {err.strerror or err}"
-            ) from None
-    remaining = max(1.0, timeout - (time.monotonic() - start))
-    probe = (
-        "import ray, sys; ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, "
-        "configure_logging=False); ray.shutdown()"
-    )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", probe, address],
-            capture_output=True,
-            text=True,
-            timeout=remaining,
-            check=False,
+        """Write ``sweep.json`` (config, provenance, rows, aggregate), ``sweep.md`` and ``sweep.png``."""
+        data = self.to_dict()
+        config = data.pop("config")
+        figure = plot_sweep({"config": config, **data})
+        figure.tight_layout()
+        return write_results(
+            out_dir, "sweep", data, config=config, markdown=self.to_markdown(), figures={"": figure}
         )
-    except subprocess.TimeoutExpired:
-        raise ConnectionError(f"no Ray cluster answered at {address!r} within {timeout:g} s") from None
-    if done.returncode != 0:
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        raise ConnectionError(
-            f"cannot join the Ray cluster at {address!r}: {lines[-1] if lines else 'ray.init failed'}"
-        )
-
-
-def _run_ray(
-    config: SweepConfig,
-    address: str | None,
-    checkpoint_dir: str | None,
-    progress: bool,
-) -> list[list[dict]]:
-    try:
-        import ray
-    except ImportError:
-        raise ValueError("the ray backend needs ray: pip install 'riskrl[ray]'") from None
-    started_here = False
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-        started_here = True
-    refs: list[Any] = []
-    try:
-        remote_job = ray.remote(num_cpus=1)(run_sweep_job)
-        refs = [remote_job.remote(config, int(s), checkpoint_dir) for s in config.seeds]
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(refs), desc="sweep (ray tasks)")
-        pending = list(refs)
-        while pending:  # short waits: Ctrl-C / SIGTERM are handled between them
-            done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
-            if bar is not None:
-                bar.update(len(done))
-        if bar is not None:
-            bar.close()
-        return ray.get(refs)
-    except BaseException:
-        for ref in refs:
-            with contextlib.suppress(Exception):
-                ray.cancel(ref, force=True)
-        raise
-    finally:
-        if started_here:
-            ray.shutdown()
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while the block runs (main thread only), so a sweep
-    stops its workers and Ray tasks on ``kill`` as on Ctrl-C."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) not in (
-        signal.SIG_DFL,
-        None,
-    ):  # another thread, or the caller (e.g. the CLI) handles SIGTERM already
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def sweep(
@@ -524,15 +358,7 @@ def sweep(
         p if isinstance(p, Perturbation) else Perturbation.parse(p) for p in config.perturbations
     )
     config.validate()
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
-    if int(workers) < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if not (isinstance(connect_timeout, (int, float)) and 0 < connect_timeout < math.inf):
-        raise ValueError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
-    ray_module = sys.modules.get("ray")
-    if backend == "ray" and address is not None and not (ray_module and ray_module.is_initialized()):
-        check_ray_address(address, float(connect_timeout))  # before anything is created or trained
+    check_backend(backend, workers, address, connect_timeout)  # before anything is created or trained
     ckpt = None
     if save_checkpoints:
         if out_dir is None:
@@ -540,11 +366,15 @@ def sweep(
         ckpt = str(Path(out_dir) / "checkpoints")
         Path(ckpt).mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with sigterm_as_interrupt():
-        if backend == "local":
-            per_seed = _run_local(config, int(workers), ckpt, progress_bar)
-        else:
-            per_seed = _run_ray(config, address, ckpt, progress_bar)
+    per_seed = run_jobs(
+        run_sweep_job,
+        [(config, int(s), ckpt) for s in config.seeds],
+        backend=backend,
+        workers=workers,
+        address=address,
+        progress_bar=progress_bar,
+        desc="sweep (seeds)",
+    )
     result = SweepResult(
         config=config,
         rows=[row for rows in per_seed for row in rows],
