@@ -14,13 +14,18 @@ are SB3 subclasses that add what riskrl needs:
 * :class:`ProgressBarCallback`: SB3's progress bar through ``tqdm.auto`` (no ``rich`` needed).
 
 Frequencies count calls, i.e. vectorised environment steps, as in SB3: with ``n`` envs a callback
-with ``eval_freq=k`` fires every ``k * n`` environment steps.
+with ``eval_freq=k`` fires every ``k * n`` environment steps. :class:`EvalCallback` can count
+environment steps instead (``freq_unit="timesteps"``), so runs with different numbers of envs (an
+SB3 PPO on 8 envs, a DQN on one) are evaluated at the same budgets: this is the periodic evaluator of
+:mod:`riskrl.benchmark` and ``experiments/bench_agents.py``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +72,10 @@ def _check_freq(name: str, value: int) -> int:
     return int(value)
 
 
+#: what ``EvalCallback.eval_freq`` counts: calls (vectorised steps, SB3's unit) or environment steps
+FREQ_UNITS = ("calls", "timesteps")
+
+
 def _is_riskrl_env(env: Any) -> bool:
     return (
         env is None
@@ -86,9 +95,16 @@ class EvalCallback(SB3EvalCallback):
         eval_env: a gymnasium id, a riskrl batched env or ``None`` (the agent's env id) for the
             batched riskrl evaluation; a gymnasium ``Env`` or SB3 ``VecEnv`` for SB3's.
         seed: seeds the riskrl evaluation's resets (the same episodes at every evaluation).
+        freq_unit: what ``eval_freq`` counts. ``"calls"`` (default, SB3's semantics): calls to the
+            callback, i.e. vectorised steps, so with ``n`` envs it fires every ``eval_freq * n``
+            environment steps. ``"timesteps"``: environment steps (``num_timesteps``); it fires at
+            the first call at or past each multiple of ``eval_freq`` (once per multiple, also when one
+            vectorised step crosses several), whatever the number of envs.
 
     ``history`` holds one dict per evaluation (``timestep``, ``mean_return``, ``std_return``,
-    ``cvar`` where known, ``mean_length``), also appended to ``<log_path>/evaluations.jsonl``.
+    ``cvar`` and ``failure_rate`` where known (the latter needs a failure threshold: the env spec's
+    ``reward_threshold``), ``mean_length``), also appended to
+    ``<log_path>/evaluations.jsonl``; ``eval_seconds`` is the wall-clock spent evaluating.
     """
 
     def __init__(
@@ -105,6 +121,7 @@ class EvalCallback(SB3EvalCallback):
         verbose: int = 1,
         warn: bool = True,
         seed: int = 0,
+        freq_unit: str = "calls",
     ) -> None:
         SB3EventCallback.__init__(self, callback_after_eval, verbose=verbose)
         self.callback_on_new_best = callback_on_new_best
@@ -114,6 +131,11 @@ class EvalCallback(SB3EvalCallback):
             raise ValueError(f"n_eval_episodes must be >= 1, got {n_eval_episodes!r}")
         self.n_eval_episodes = int(n_eval_episodes)
         self.eval_freq = _check_freq("eval_freq", eval_freq)
+        if freq_unit not in FREQ_UNITS:
+            raise ValueError(f"freq_unit must be one of {FREQ_UNITS}, got {freq_unit!r}")
+        self.freq_unit = freq_unit
+        self._next_eval_timestep = self.eval_freq
+        self.eval_seconds = 0.0
         self.best_mean_reward = -np.inf
         self.last_mean_reward = -np.inf
         self.deterministic = deterministic
@@ -137,6 +159,8 @@ class EvalCallback(SB3EvalCallback):
         self.history: list[dict[str, float]] = []
 
     def _init_callback(self) -> None:
+        # the first multiple of eval_freq after the steps done so far (learn may resume a run)
+        self._next_eval_timestep = (self.model.num_timesteps // self.eval_freq + 1) * self.eval_freq
         if not self._riskrl_eval:
             super()._init_callback()
             return
@@ -149,14 +173,31 @@ class EvalCallback(SB3EvalCallback):
         if self.callback_on_new_best is not None:
             self.callback_on_new_best.init_callback(self.model)
 
+    def _due(self) -> bool:
+        """Whether this call evaluates (and, counting timesteps, the next multiple to wait for)."""
+        if self.freq_unit == "calls":
+            return self.n_calls % self.eval_freq == 0
+        if self.num_timesteps < self._next_eval_timestep:
+            return False
+        self._next_eval_timestep = (self.num_timesteps // self.eval_freq + 1) * self.eval_freq
+        return True
+
     def _on_step(self) -> bool:
-        if self.n_calls % self.eval_freq != 0:
+        if not self._due():
             return True
-        if not self._riskrl_eval:
-            continue_training = super()._on_step()
+        start = time.perf_counter()
+        try:
+            if self._riskrl_eval:
+                return self._evaluate_batched()
+            freq, self.eval_freq = self.eval_freq, 1  # SB3's _on_step re-tests n_calls % eval_freq
+            try:
+                continue_training = super()._on_step()
+            finally:
+                self.eval_freq = freq
             self._record_history(self.evaluations_results[-1] if self.log_path else None, None)
             return continue_training
-        return self._evaluate_batched()
+        finally:
+            self.eval_seconds += time.perf_counter() - start
 
     def _evaluate_batched(self) -> bool:
         env = self.eval_env if self.eval_env is not None else self.model.env_id
@@ -193,7 +234,7 @@ class EvalCallback(SB3EvalCallback):
         self.logger.record("eval/cvar", float(result.cvar))
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(self.num_timesteps)
-        self._record_history(returns, float(result.cvar), lengths)
+        self._record_history(returns, float(result.cvar), lengths, result.failure_rate)
         continue_training = True
         if mean_reward > self.best_mean_reward:
             if self.verbose >= 1:
@@ -208,13 +249,19 @@ class EvalCallback(SB3EvalCallback):
         return continue_training
 
     def _record_history(
-        self, returns: list[float] | None, cvar: float | None, lengths: list[int] | None = None
+        self,
+        returns: list[float] | None,
+        cvar: float | None,
+        lengths: list[int] | None = None,
+        failure_rate: float | None = None,
     ) -> None:
         row: dict[str, Any] = {"timestep": self.num_timesteps, "mean_return": self.last_mean_reward}
         if returns is not None:
             row["std_return"] = float(np.std(returns))
         if cvar is not None:
             row["cvar"] = cvar
+        if failure_rate is not None and math.isfinite(failure_rate):  # NaN: the env has no threshold
+            row["failure_rate"] = failure_rate
         if lengths is not None:
             row["mean_length"] = float(np.mean(lengths))
         self.history.append(row)
