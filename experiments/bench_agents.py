@@ -2,10 +2,11 @@
 
 Every run is one entry of ``RUNS`` (env id, algorithm name, factory, kind): add an agent or an
 environment by appending an entry. For each entry and seed the script trains for ``--steps``
-environment steps, evaluates the greedy policy every ``--eval-every`` steps (learning curve) with
-:func:`riskrl.evaluate` on riskrl's batched envs, and at the end on nominal and on shifted dynamics
+environment steps, evaluates the greedy policy every ``--eval-every`` environment steps (learning
+curve) with riskrl's periodic evaluator (:class:`riskrl.agents.EvalCallback` counting timesteps:
+:func:`riskrl.evaluate` on riskrl's batched envs), and at the end on nominal and on shifted dynamics
 (``SHIFTS``, via ``env.perturb``). Wall-clock is training time only (evaluation excluded), with one
-torch thread per process.
+torch thread per run. Runs go through :func:`riskrl.executor.run_jobs` (``--workers`` processes).
 
 SB3 baselines use the rl-baselines3-zoo hyperparameters (hyperparams/dqn.yml, ppo.yml) and train on
 gymnasium's own environments; their zoo budgets (DQN 5e4, PPO 1e5 steps) are larger than
@@ -25,13 +26,17 @@ import json
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 
+from riskrl import evaluate
+from riskrl.agents import BayesDQN, EvalCallback
+from riskrl.benchmark import SB3_ZOO, make_sb3_model
+from riskrl.executor import one_torch_thread, run_jobs
 from riskrl.results import code_version, write_results
 
 RESULTS = Path(__file__).parent / "results"
@@ -42,6 +47,8 @@ SHIFTS: dict[str, dict[str, float]] = {
 }
 # Zoo budgets, to say in the report when --steps is smaller.
 ZOO_BUDGETS = {"SB3-DQN": 50_000, "SB3-PPO": 100_000}
+# Evaluation episodes of seed s start from seed EVAL_SEED + s (the same starts at every evaluation).
+EVAL_SEED = 10_000
 
 
 # ---------------------------------------------------------------------------------- factories
@@ -49,8 +56,6 @@ ZOO_BUDGETS = {"SB3-DQN": 50_000, "SB3-PPO": 100_000}
 
 
 def make_bayes_dqn(env_id: str, seed: int, total_steps: int, **hyperparams: Any) -> Any:
-    from riskrl.agents import BayesDQN
-
     # --bayes-dqn-hyperparams (JSON) overrides the defaults, for tuning trials.
     extra = json.loads(os.environ.get("BENCH_BAYES_DQN_HYPERPARAMS", "") or "{}")
     return BayesDQN(env_id, seed=seed, **{**extra, **hyperparams})
@@ -58,15 +63,11 @@ def make_bayes_dqn(env_id: str, seed: int, total_steps: int, **hyperparams: Any)
 
 def make_sb3_dqn(env_id: str, seed: int, total_steps: int) -> Any:
     """rl-baselines3-zoo hyperparams/dqn.yml (riskrl.benchmark.SB3_ZOO), on gymnasium's env."""
-    from riskrl.benchmark import make_sb3_model
-
     return make_sb3_model("DQN", env_id, seed)
 
 
 def make_sb3_ppo(env_id: str, seed: int, total_steps: int) -> Any:
     """rl-baselines3-zoo hyperparams/ppo.yml (8 envs, linear lr and clip schedules), on gymnasium's env."""
-    from riskrl.benchmark import make_sb3_model
-
     return make_sb3_model("PPO", env_id, seed)
 
 
@@ -90,76 +91,50 @@ RUNS: list[Entry] = [
 # ---------------------------------------------------------------------------------- one run
 
 
-class _Evaluator:
-    """Evaluate every ``every`` steps; keeps the curve and the time spent evaluating."""
-
-    def __init__(self, env_id: str, every: int, n_episodes: int, seed: int) -> None:
-        self.env_id, self.every, self.n_episodes, self.seed = env_id, every, n_episodes, seed
-        self.next = every
-        self.curve: list[tuple[int, float]] = []
-        self.eval_seconds = 0.0
-
-    def maybe(self, model: Any, timesteps: int) -> None:
-        if timesteps < self.next:
-            return
-        self.next = (timesteps // self.every + 1) * self.every
-        self.curve.append((int(timesteps), self.evaluate(model)))
-
-    def evaluate(self, model: Any, perturb: dict[str, float] | None = None) -> float:
-        from riskrl import evaluate
-
-        t = time.perf_counter()
-        result = evaluate(
-            model, self.env_id, self.n_episodes, seed=self.seed, perturb=perturb, bootstrap=False
-        )
-        self.eval_seconds += time.perf_counter() - t
-        return float(result.mean)
+def mean_return(
+    model: Any, env_id: str, n_episodes: int, seed: int, perturb: dict[str, float] | None = None
+) -> float:
+    """The mean return of ``n_episodes`` greedy episodes (the evaluation the curve points use)."""
+    return float(evaluate(model, env_id, n_episodes, seed=seed, perturb=perturb, bootstrap=False).mean)
 
 
 def run_hyperparams(entry: Entry, model: Any) -> dict[str, Any]:
     """The resolved hyperparameters a run trained with (riskrl config dataclass or the zoo table)."""
     if entry.kind == "riskrl":
         return dataclasses.asdict(model.config)
-    from riskrl.benchmark import SB3_ZOO
-
     n_envs, zoo = SB3_ZOO[(entry.algo.removeprefix("SB3-"), entry.env_id)]
     return {"n_envs": n_envs, **zoo}
 
 
 def run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict[str, Any]:
-    """Train one (entry, seed), return its curve, final returns and wall-clock."""
-    import torch
+    """Train one (entry, seed), return its curve, final returns and wall-clock (one torch thread)."""
+    with one_torch_thread():
+        return _run_one(entry, seed, steps, eval_every, eval_episodes)
 
-    torch.set_num_threads(1)
-    ev = _Evaluator(entry.env_id, eval_every, eval_episodes, seed=10_000 + seed)
+
+def _run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes: int) -> dict[str, Any]:
+    eval_seed = EVAL_SEED + seed
+    # riskrl agents and SB3 models take the same callback: evaluate every eval_every env steps
+    evaluator = EvalCallback(
+        entry.env_id,
+        n_eval_episodes=eval_episodes,
+        eval_freq=eval_every,
+        freq_unit="timesteps",
+        seed=eval_seed,
+        verbose=0,
+    )
     t0 = time.perf_counter()
     model = entry.factory(entry.env_id, seed, steps)
-    if entry.kind == "riskrl":
-        from riskrl.agents import BaseCallback
-
-        class Curve(BaseCallback):  # SB3's BaseCallback (riskrl re-exports it)
-            def _on_step(self) -> bool:
-                ev.maybe(self.model, self.num_timesteps)
-                return True
-
-        model.learn(steps, callback=Curve())
-    else:
-        from stable_baselines3.common.callbacks import BaseCallback as SB3Callback
-
-        class SB3Curve(SB3Callback):
-            def _on_step(self) -> bool:
-                ev.maybe(self.model, self.num_timesteps)
-                return True
-
-        model.learn(steps, callback=SB3Curve())
-    train_seconds = time.perf_counter() - t0 - ev.eval_seconds
-    if not ev.curve or ev.curve[-1][0] < steps:
-        ev.curve.append((steps, ev.evaluate(model)))
-    final = ev.curve[-1][1]
+    model.learn(steps, callback=evaluator)
+    train_seconds = time.perf_counter() - t0 - evaluator.eval_seconds
+    curve = [(int(h["timestep"]), float(h["mean_return"])) for h in evaluator.history]
+    if not curve or curve[-1][0] < steps:
+        curve.append((steps, mean_return(model, entry.env_id, eval_episodes, eval_seed)))
+    final = curve[-1][1]
     shift = SHIFTS.get(entry.env_id)
-    shifted = ev.evaluate(model, perturb=shift) if shift else None
+    shifted = mean_return(model, entry.env_id, eval_episodes, eval_seed, perturb=shift) if shift else None
     threshold = 500.0 if entry.env_id == "CartPole-v1" else None
-    first = next((t for t, r in ev.curve if threshold is not None and r >= threshold), None)
+    first = next((t for t, r in curve if threshold is not None and r >= threshold), None)
     return {
         "env_id": entry.env_id,
         "algo": entry.algo,
@@ -170,9 +145,9 @@ def run_one(entry: Entry, seed: int, steps: int, eval_every: int, eval_episodes:
         if entry.algo == "BayesDQN"
         else {},
         "code_version": code_version(__file__),
-        "curve": ev.curve,
+        "curve": curve,
         "final_return": final,
-        "best_return": max(r for _, r in ev.curve),
+        "best_return": max(r for _, r in curve),
         "shifted_return": shifted,
         "shift": shift,
         "first_step_at_500": first,
@@ -262,11 +237,6 @@ def markdown_report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str
 
 
 def plot_curves(rows: list[dict[str, Any]]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     envs = sorted({r["env_id"] for r in rows})
     fig, axes = plt.subplots(1, len(envs), figsize=(6 * len(envs), 4), squeeze=False)
     for ax, env_id in zip(axes[0], envs):
@@ -289,22 +259,18 @@ def plot_curves(rows: list[dict[str, Any]]) -> Any:
 
 def save(rows: list[dict[str, Any]], args: argparse.Namespace, results: Path, partial: bool = False) -> None:
     """JSON (config + provenance + runs) after every run; markdown and the curve plot at the end."""
-    import matplotlib.pyplot as plt
-
     group_runs(rows)  # refuse duplicated runs before anything is written
     if partial:
         write_results(results, args.out, {"runs": rows, "complete": False}, config=vars(args))
         return
-    fig = plot_curves(rows)
     write_results(
         results,
         args.out,
         {"runs": rows, "complete": True},
         config=vars(args),
         markdown=markdown_report(rows, args),
-        figures={"curves": fig},
+        figures={"curves": plot_curves(rows)},
     )
-    plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------- main
@@ -397,17 +363,12 @@ def main() -> None:
         )
         save(rows, args, results, partial=True)
 
-    if args.workers <= 1:
-        for e, seed in jobs:
-            done(run_one(e, seed, args.steps, args.eval_every, args.eval_episodes))
-    else:
-        with ProcessPoolExecutor(args.workers) as pool:
-            futures = [
-                pool.submit(run_one, e, seed, args.steps, args.eval_every, args.eval_episodes)
-                for e, seed in jobs
-            ]
-            for f in futures:
-                done(f.result())
+    run_jobs(
+        run_one,
+        [(e, seed, args.steps, args.eval_every, args.eval_episodes) for e, seed in jobs],
+        workers=args.workers,
+        on_result=done,
+    )
     save(rows, args, results)
     print(f"wrote {json_path}, {args.out}.md, {args.out}_curves.png")
 
