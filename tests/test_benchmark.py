@@ -39,7 +39,11 @@ def test_tiny_bench_runs_both_kinds_and_saves(tmp_path: Path) -> None:
     assert result.runs[0]["final"]["mean"] == pytest.approx(nominal.mean)
     assert result.runs[0]["final_shifted"]["mean"] == pytest.approx(shifted.mean)
     assert result.runs[0]["final"]["cvar"] == pytest.approx(nominal.cvar)
-    assert result.runs[0]["curve"][-1]["mean"] != pytest.approx(0.0)
+    # The last curve point (at the budget) is the periodic evaluator's: n_eval_episodes from eval_seed.
+    at_end = evaluate(agent, "CartPole-v1", n_episodes=3, seed=cfg.eval_seed, bootstrap=False)
+    last = result.runs[0]["curve"][-1]
+    assert (last["mean"], last["std"], last["cvar"]) == pytest.approx((at_end.mean, at_end.std, at_end.cvar))
+    assert last["failure_rate"] == pytest.approx(at_end.failure_rate)
     assert result.runs[1]["checkpoint"] is None  # SB3 models are never saved with pickle here
     data = json.loads((tmp_path / "bench.json").read_text())
     assert [s["algo"] for s in data["summary"]] == ["BayesDQN", "sb3:DQN"]

@@ -6,11 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 from stable_baselines3.common.callbacks import EvalCallback as SB3EvalCallback
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
 
+from riskrl import evaluate
 from riskrl.agents import (
     BaseCallback,
     BayesDQN,
@@ -59,6 +62,45 @@ def test_eval_and_checkpoint_callbacks_fire_on_schedule(tmp_path: Path) -> None:
     assert episodes and sum(int(e["length"]) for e in episodes) <= 1000
     assert all(float(e["return"]) == float(e["length"]) for e in episodes)  # CartPole: +1 per step
     assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+
+
+def test_best_model_is_the_best_evaluation_and_no_worse_one_replaces_it(tmp_path: Path) -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, **TINY)
+    evals = EvalCallback(eval_freq=150, n_eval_episodes=6, best_model_save_path=tmp_path, seed=3, verbose=0)
+    agent.learn(1200, callback=evals)
+    means = [row["mean_return"] for row in evals.history]
+    best = int(np.argmax(means))  # the first of the best: an equal later one does not replace it
+    assert min(means[best + 1 :], default=np.inf) < means[best], "precondition: a worse evaluation came later"
+    saved = load_agent(tmp_path / "best_model")
+    assert saved.num_timesteps == evals.history[best]["timestep"]
+    again = evaluate(saved, "CartPole-v1", n_episodes=6, seed=3, bootstrap=False)
+    assert again.mean == evals.best_mean_reward == means[best]
+
+
+def test_eval_freq_can_count_env_steps_whatever_the_number_of_envs() -> None:
+    agent = BayesDQN("CartPole-v1", seed=0, num_envs=3, **TINY)
+    by_steps = EvalCallback(eval_freq=200, freq_unit="timesteps", n_eval_episodes=2, verbose=0)
+    by_calls = EvalCallback(eval_freq=200, n_eval_episodes=2, verbose=0)  # SB3's default unit
+    sb3_path = EvalCallback(  # a gymnasium Env: SB3's own evaluate_policy, same schedule
+        Monitor(gymnasium.make("CartPole-v1")),
+        eval_freq=250,
+        freq_unit="timesteps",
+        n_eval_episodes=2,
+        verbose=0,
+        warn=False,
+    )
+    agent.learn(900, callback=[by_steps, by_calls, sb3_path])
+    # the first vectorised step (3 env steps each) at or past each multiple of 200
+    assert [r["timestep"] for r in by_steps.history] == [201, 402, 600, 801]
+    assert [r["timestep"] for r in by_calls.history] == [600]  # 200 calls = 600 env steps
+    assert [r["timestep"] for r in sb3_path.history] == [252, 501, 750]
+    assert by_steps.eval_seconds > 0 and all(0 <= r["failure_rate"] <= 1 for r in by_steps.history)
+    # resuming counts on from the steps done; a step crossing several multiples evaluates once
+    every_call = EvalCallback(eval_freq=2, freq_unit="timesteps", n_eval_episodes=1, verbose=0)
+    agent.learn_until(912, callback=every_call)
+    assert [r["timestep"] for r in every_call.history] == [903, 906, 909, 912]
+    with pytest.raises(ValueError, match="freq_unit"):
+        EvalCallback(freq_unit="episodes")
 
 
 def test_callback_can_stop_training_and_progress_bar_runs(capsys: pytest.CaptureFixture[str]) -> None:
