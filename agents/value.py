@@ -39,8 +39,9 @@ class TerminalValue:
         n_step: TD backup length (episode-aware, from the buffer's links).
         expectile: in ``[0.5, 1)``; ``0.5`` is plain mean-squared TD, larger values lean towards the
             best returns seen in the data.
-        lr, batch_size, steps: Adam learning rate, batch size and gradient steps per :meth:`fit`.
-        tau: Polyak rate of the target network, per gradient step.
+        lr, batch_size, steps: Adam learning rate (one :class:`~riskrl.bayes.Trainer` whose Adam state
+            persists across fits), batch size and gradient steps per :meth:`fit`.
+        tau: Polyak rate of the target network, per gradient step (:func:`~riskrl.bayes.polyak_update`).
         device: where the networks live.
     """
 
@@ -83,7 +84,6 @@ class TerminalValue:
         self.target = copy.deepcopy(self.net)
         self.target.requires_grad_(False)
         self.trainer = Trainer(self.net, lr=lr, batch_size=self.batch_size)  # its Adam persists across fits
-        self.last_loss = float("nan")
 
     def particles(self, n: int) -> Any:
         """``n`` value particles (particle ``i`` is member ``i % n_members``): ``obs (n, B, d) -> (n, B)``."""
@@ -113,10 +113,10 @@ class TerminalValue:
             weight = torch.where(diff > 0, self.expectile, 1.0 - self.expectile)
             self.trainer.step((weight * diff.square()).mean(1).sum())
             polyak_update(self.target, self.net, self.tau)
-        self.last_loss = float(self.trainer.mean_loss())
-        return self.last_loss
+        return float(self.trainer.mean_loss())
 
     def state_dict(self) -> dict[str, Any]:
+        """The net, the target and the Adam state (checkpoint layout)."""
         return {
             "net": dict(self.net.state_dict()),
             "target": dict(self.target.state_dict()),
@@ -124,6 +124,7 @@ class TerminalValue:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
         self.net.load_state_dict(state["net"])
         self.target.load_state_dict(state["target"])
         self.trainer.load_state_dict(state["optimizer"])

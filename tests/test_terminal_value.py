@@ -76,8 +76,7 @@ def test_value_target_moves_by_tau_and_its_adam_persists_across_fits() -> None:
     torch.manual_seed(0)
     value = TerminalValue(1, hidden=(8,), n_members=2, steps=1, tau=0.5)
     net0 = [p.detach().clone() for p in value.net.parameters()]
-    loss = value.fit(buf, torch.Generator().manual_seed(0))
-    assert math.isfinite(loss) and loss == value.last_loss
+    assert math.isfinite(value.fit(buf, torch.Generator().manual_seed(0)))
     for t, a, b in zip(value.target.parameters(), net0, value.net.parameters()):
         torch.testing.assert_close(t, a.lerp(b, 0.5))
         assert not torch.equal(a, b)
