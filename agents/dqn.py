@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from riskrl.bayes import FAMILIES, BayesMLP, polyak_update
+from riskrl.bayes import FAMILIES, BayesMLP, exact_members, polyak_update
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import lcb, validate_risk_tolerance
@@ -215,7 +215,7 @@ def build_q_net(cfg: BayesDQNConfig, obs_dim: int, n_actions: int) -> BayesMLP |
         activation=cfg.activation,
         learn_noise=False,
         n_members=cfg.n_members,
-        prior_scale=cfg.prior_scale if cfg.family == "ensemble" else 0.0,
+        prior_scale=cfg.prior_scale,  # only a family with prior networks (the ensemble) uses it
         dropout=cfg.dropout,
     )
 
@@ -267,7 +267,7 @@ class BayesDQN(Agent):
         self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
         n_env = int(self.env.num_envs)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, device=self.device, n_envs=n_env)
-        self._n_particles = cfg.n_members if cfg.family == "ensemble" else cfg.n_particles
+        self._n_particles = self.q_net.exact_members or cfg.n_particles
         # Exploration state: one particle index per env, resampled at its episode ends.
         self._thompson_idx = torch.randint(
             0, self._n_particles, (n_env,), device=self.device, generator=self.rng
@@ -352,7 +352,7 @@ class BayesDQN(Agent):
         """
         fresh = torch.randint(0, self._n_particles, mask.shape, device=self.device, generator=self.rng)
         self._thompson_idx = torch.where(mask, fresh, self._thompson_idx)
-        if self.config.family != "ensemble" and bool(mask.all()):
+        if self.q_net.exact_members is None and bool(mask.all()):
             self._pool_seed = self._draw_seed()
 
     # ------------------------------------------------------------------ collecting and training
@@ -416,10 +416,9 @@ class BayesDQN(Agent):
         if cfg.bootstrap_p < 1.0:
             mask = (torch.rand(per.shape, device=self.device, generator=self.rng) < cfg.bootstrap_p).to(per)
             per = per * mask / cfg.bootstrap_p
-        if cfg.family == "ensemble":
-            loss = per.mean(1).sum()  # every member learns its own regression
-        else:
-            loss = per.mean() + cfg.kl_weight * self.q_net.kl_divergence() / max(len(self.buffer), 1)
+        # an ensemble sums its members' regressions (KL 0); a sampled posterior averages its draws
+        kl = cfg.kl_weight * self.q_net.kl_divergence() / max(len(self.buffer), 1)
+        loss = self.q_net.reduce_loss(per) + kl
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.max_grad_norm > 0:
@@ -528,7 +527,7 @@ class BayesDQN(Agent):
         schema.check_buffer_values(
             training["buffer"], "state.training.buffer", config.buffer_size, (0, n_actions)
         )
-        n_particles = config.n_members if config.family == "ensemble" else config.n_particles
+        n_particles = exact_members(config.family, config.n_members) or config.n_particles
         idx = training["thompson_idx"]
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_particles):
             raise CheckpointError(f"state.training.thompson_idx must be in [0, {n_particles})")

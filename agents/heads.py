@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from riskrl.bayes import ACTIVATIONS, Prediction
+from riskrl.bayes.posteriors import sum_of_member_means
 
 __all__ = ["SharedTorsoEnsemble"]
 
@@ -143,3 +144,12 @@ class SharedTorsoEnsemble(nn.Module):
     def kl_divergence(self, generator: torch.Generator | None = None) -> Tensor:
         """Zero: like a deep ensemble, the heads are point estimates (interface parity with ``BayesMLP``)."""
         return self.head_weight.new_zeros(())
+
+    @property
+    def exact_members(self) -> int:
+        """The heads are the posterior (``K``), as :attr:`riskrl.bayes.BayesMLP.exact_members` for an ensemble."""
+        return self.n_members
+
+    def reduce_loss(self, per_example: Tensor) -> Tensor:
+        """Per-example losses ``(K, B)`` to one number as an ensemble does: every head's batch mean, summed."""
+        return sum_of_member_means(per_example)

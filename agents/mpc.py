@@ -275,7 +275,7 @@ class BayesMPC(Agent):
         self.value: TerminalValue | None = None
         if cfg.terminal_value:
             self.value = build_value(cfg, self.obs_dim, self.device)
-        n_boot = cfg.n_members if cfg.model_family == "ensemble" else 1
+        n_boot = self.model.n_members  # bootstrap weights per member (1 unless an ensemble)
         self.boot_weights = torch.ones(cfg.buffer_size, n_boot, device=self.device)
         self.plan_rng = torch.Generator(device=self.device).manual_seed(self.seed + _PLAN_SEED_OFFSET)
         self.trained = False
@@ -621,7 +621,7 @@ class BayesMPC(Agent):
             "eval_dist": Opt(TensorSpec(schema.F32, ((1, 4096), h, act_features))),
         }
         cap = config.buffer_size
-        n_boot = config.n_members if config.model_family == "ensemble" else 1
+        n_boot = model.n_members
         action_shape = () if discrete else (act_features,)
         training = {
             "optimizer": schema.adam_spec(trainer.params, trainer.optimizer),

@@ -38,6 +38,7 @@ __all__ = [
     "Posterior",
     "exact_members",
     "posterior_class",
+    "sum_of_member_means",
 ]
 
 
@@ -354,9 +355,8 @@ class EnsemblePosterior(Posterior):
         return self._weight_ref().new_zeros(())
 
     def reduce_loss(self, per_example: Tensor) -> Tensor:
-        """Per-example losses ``(n_members, B)``: every member's batch mean, summed (each member
-        learns its own regression)."""
-        return per_example.mean(-1).sum()
+        """See :func:`sum_of_member_means`."""
+        return sum_of_member_means(per_example)
 
     def noise_shape(self, out_dim: int) -> tuple[int, ...]:
         """One log noise std per member and output: ``(n_members, 1, out_dim)``."""
@@ -367,6 +367,12 @@ class EnsemblePosterior(Posterior):
         if n == self.k:
             return std
         return std.index_select(0, torch.arange(n, device=std.device) % self.k)
+
+
+def sum_of_member_means(per_example: Tensor) -> Tensor:
+    """An ensemble's loss from per-example losses ``(n_members, B)``: every member's batch mean,
+    summed (each member learns its own regression)."""
+    return per_example.mean(-1).sum()
 
 
 #: family name -> posterior class
