@@ -27,9 +27,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from riskrl.agents import EvalCallback, agent_class
 from riskrl.envs import SB3VecEnv, make_vec
 from riskrl.evaluation import evaluate
-from riskrl.executor import RAY_CONNECT_TIMEOUT, check_backend, one_torch_thread, run_jobs
+from riskrl.executor import RAY_CONNECT_TIMEOUT, check_backend, checkpoint_dir, one_torch_thread, run_jobs
 from riskrl.plotting import plot_learning_curves
-from riskrl.results import write_results
+from riskrl.results import write_report
 from riskrl.sweep import Perturbation
 
 __all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "make_sb3_model", "run_bench_job"]
@@ -298,12 +298,8 @@ class BenchResult:
 
     def save(self, out_dir: str | Path, stem: str = "bench") -> dict[str, Path]:
         """Write ``<stem>.json`` (config, provenance, runs, summary), ``<stem>.md`` and ``<stem>.png``."""
-        data = self.to_dict()
-        config = data.pop("config")
-        figure = plot_learning_curves({"config": config, **data})
-        figure.tight_layout()
-        return write_results(
-            out_dir, stem, data, config=config, markdown=self.to_markdown(), figures={"": figure}
+        return write_report(
+            out_dir, stem, self.to_dict(), markdown=self.to_markdown(), plot=plot_learning_curves
         )
 
 
@@ -331,11 +327,7 @@ def bench(
         cfg.shift = Perturbation.parse(cfg.shift)
     cfg.validate()
     check_backend(backend, workers, address, connect_timeout)
-    ckpt = None
-    if save_checkpoints:
-        if out_dir is None:
-            raise ValueError("save_checkpoints needs out_dir")
-        ckpt = str(Path(out_dir) / "checkpoints")
+    ckpt = checkpoint_dir(out_dir, save_checkpoints)
     runs = run_jobs(
         run_bench_job,
         [(cfg, algo, int(s), ckpt) for algo in cfg.algos for s in cfg.seeds],

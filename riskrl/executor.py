@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import operator
+import os
 import signal
 import socket
 import subprocess
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -36,6 +38,7 @@ __all__ = [
     "RAY_CONNECT_TIMEOUT",
     "check_backend",
     "check_ray_address",
+    "checkpoint_dir",
     "one_torch_thread",
     "run_jobs",
     "sigterm_as_interrupt",
@@ -159,6 +162,18 @@ def check_backend(
     ray_module = sys.modules.get("ray")
     if backend == "ray" and address is not None and not (ray_module and ray_module.is_initialized()):
         check_ray_address(address, float(connect_timeout))
+
+
+def checkpoint_dir(out_dir: str | os.PathLike[str] | None, save_checkpoints: bool) -> str | None:
+    """Where jobs save their trained agents: ``<out_dir>/checkpoints`` (created) when
+    ``save_checkpoints``, else None. ValueError if checkpoints are asked for without ``out_dir``."""
+    if not save_checkpoints:
+        return None
+    if out_dir is None:
+        raise ValueError("save_checkpoints needs out_dir")
+    path = Path(out_dir) / "checkpoints"
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
 
 
 class _Progress:

@@ -14,6 +14,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 from riskrl._version import __version__
 from riskrl.atomic import atomic_write_bytes
 
-__all__ = ["code_version", "provenance", "write_results"]
+__all__ = ["code_version", "provenance", "write_report", "write_results"]
 
 _LIBRARIES = ("torch", "gymnasium", "numpy", "stable-baselines3", "scipy")
 
@@ -122,6 +123,24 @@ def write_results(
         plt.close(fig)
         paths[suffix or "png"] = path
     return paths
+
+
+def write_report(
+    out_dir: str | Path,
+    stem: str,
+    data: dict[str, Any],
+    *,
+    markdown: str,
+    plot: Callable[[dict[str, Any]], Any],
+) -> dict[str, Path]:
+    """Save a sweep's or benchmark's ``to_dict()`` (which holds its ``"config"``) through
+    :func:`write_results`: ``<stem>.json``, ``<stem>.md`` and ``<stem>.png``, the figure that
+    ``plot(data)`` returns."""
+    results = dict(data)
+    config = results.pop("config")
+    figure = plot(data)
+    figure.tight_layout()
+    return write_results(out_dir, stem, results, config=config, markdown=markdown, figures={"": figure})
 
 
 def _jsonable(x: Any) -> Any:

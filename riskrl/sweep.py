@@ -27,11 +27,12 @@ from riskrl.executor import (
     RAY_CONNECT_TIMEOUT,
     check_backend,
     check_ray_address,
+    checkpoint_dir,
     one_torch_thread,
     run_jobs,
 )
 from riskrl.plotting import plot_sweep
-from riskrl.results import write_results
+from riskrl.results import write_report
 from riskrl.risk import validate_risk_tolerance
 
 __all__ = [
@@ -322,13 +323,7 @@ class SweepResult:
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``sweep.json`` (config, provenance, rows, aggregate), ``sweep.md`` and ``sweep.png``."""
-        data = self.to_dict()
-        config = data.pop("config")
-        figure = plot_sweep({"config": config, **data})
-        figure.tight_layout()
-        return write_results(
-            out_dir, "sweep", data, config=config, markdown=self.to_markdown(), figures={"": figure}
-        )
+        return write_report(out_dir, "sweep", self.to_dict(), markdown=self.to_markdown(), plot=plot_sweep)
 
 
 def sweep(
@@ -359,12 +354,7 @@ def sweep(
     )
     config.validate()
     check_backend(backend, workers, address, connect_timeout)  # before anything is created or trained
-    ckpt = None
-    if save_checkpoints:
-        if out_dir is None:
-            raise ValueError("save_checkpoints needs out_dir")
-        ckpt = str(Path(out_dir) / "checkpoints")
-        Path(ckpt).mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoint_dir(out_dir, save_checkpoints)
     start = time.perf_counter()
     per_seed = run_jobs(
         run_sweep_job,
