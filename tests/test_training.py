@@ -121,6 +121,18 @@ def test_generic_step_and_loss_accounting() -> None:
         trainer.next_batch(4)
 
 
+def test_max_grad_norm_clips_the_gradients_before_the_step() -> None:
+    model = torch.nn.Linear(3, 1)
+    clipped = Trainer(model, lr=1e-3, max_grad_norm=0.5)
+    clipped.step(1e3 * model(torch.ones(4, 3)).sum())
+    grads = torch.cat([p.grad.flatten() for p in model.parameters()])
+    assert float(torch.linalg.vector_norm(grads)) == pytest.approx(0.5, rel=1e-5)
+    Trainer(model, lr=1e-3).step(1e3 * model(torch.ones(4, 3)).sum())
+    assert float(torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in model.parameters()]))) > 100
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        Trainer(model, max_grad_norm=0.0)
+
+
 def test_bbb_training_uses_only_the_given_generators() -> None:
     x, y = _data(32)
     runs = []

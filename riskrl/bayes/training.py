@@ -1,5 +1,5 @@
 """Training: one :class:`Trainer` (persistent Adam, shuffled minibatches, member weights, step
-budget) behind every gradient loop; ``fit`` minimises a model's ELBO / NLL loss (Gaussian or
+budget) behind the model-fitting loops; ``fit`` minimises a model's ELBO / NLL loss (Gaussian or
 categorical likelihood) with it; :func:`polyak_update` moves a target network towards its source."""
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ class FitHistory:
 class Trainer:
     """Adam over a model's trainable parameters, kept across calls, with shuffled minibatches.
 
-    One trainer serves every gradient loop in riskrl: :func:`fit`, BayesMPC's dynamics model
-    (online retraining and one-step-at-a-time offline learning) and its terminal value.
+    It runs :func:`fit`, BayesMPC's dynamics model (online retraining and one-step-at-a-time offline
+    learning) and its terminal value (through the generic :meth:`step`).
 
     * The optimizer persists, so its moments carry over between calls; :meth:`state_dict` /
       :meth:`load_state_dict` are the Adam optimizer's own (checkpoints keep that layout).
@@ -55,6 +55,7 @@ class Trainer:
         batch_size: rows per minibatch (at most the dataset size).
         generator: shuffles the rows (needed by :meth:`next_batch` and :meth:`train` only).
         noise: the generator passed to ``model.loss`` (default ``generator``).
+        max_grad_norm: clip the gradients' global norm to this before every step (``None``: never).
     """
 
     def __init__(
@@ -66,11 +67,14 @@ class Trainer:
         batch_size: int = 64,
         generator: torch.Generator | None = None,
         noise: torch.Generator | None = None,
+        max_grad_norm: float | None = None,
     ) -> None:
         if not (math.isfinite(lr) and lr > 0) or not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {lr} and {weight_decay}")
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if max_grad_norm is not None and not (math.isfinite(max_grad_norm) and max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm must be > 0 (or None: no clipping), got {max_grad_norm}")
         self.model = model
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
@@ -79,6 +83,7 @@ class Trainer:
         self.batch_size = int(batch_size)
         self.generator = generator
         self.noise = noise
+        self.max_grad_norm = max_grad_norm
         self.n_steps = 0  # gradient steps taken over the trainer's life
         self._perm: Tensor | None = None  # current epoch's row order
         self._pos = 0  # rows of it used
@@ -105,6 +110,8 @@ class Trainer:
         running sum with ``weight`` (e.g. the batch's rows); returns it detached."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
         self.optimizer.step()
         self.n_steps += 1
         detached = loss.detach()
