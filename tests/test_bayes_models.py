@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -139,7 +141,46 @@ def test_bbb_loss_scales_kl_by_dataset_size() -> None:
     assert kl > 0
     assert (small - large).item() == pytest.approx(kl.item() * (1 / 100 - 1 / 1000), rel=1e-4)
     assert _model("ensemble").kl_divergence().item() == 0.0
-    assert _model("mc_dropout").kl_divergence().item() > 0  # Gal's weight-decay term
+
+
+def test_bbb_kl_is_the_gaussian_kl_of_every_weight_by_hand() -> None:
+    """A 1-1-1 network (four weights): KL(N(mu, s^2) || N(0, s0^2)) summed, written out per weight."""
+    torch.manual_seed(0)
+    model = BayesMLP(1, 1, hidden=(1,), family="bbb", prior_sigma=0.5)
+    values = [(0.3, -1.0), (-0.7, 0.5), (1.2, -2.0), (0.0, 0.2)]  # (mu, rho): w0, b0, w1, b1
+    with torch.no_grad():
+        for layer, (w, b) in zip(model.layers, (values[:2], values[2:])):
+            layer.weight_mu.fill_(w[0])
+            layer.weight_rho.fill_(w[1])
+            layer.bias_mu.fill_(b[0])
+            layer.bias_rho.fill_(b[1])
+    expected = 0.0
+    for mu, rho in values:
+        s = math.log1p(math.exp(rho))  # softplus
+        expected += math.log(0.5 / s) + (s * s + mu * mu) / (2 * 0.25) - 0.5
+    assert model.kl_divergence().item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_mc_dropout_kl_is_gals_weight_decay_by_hand() -> None:
+    """Gal's KL on a 2-3-1 net: l^2/2 (||W0||^2 + ||b0||^2) + l^2/2 ((1 - p) ||W1||^2 + ||b1||^2)
+    (dropout only on the second layer's input); it scales with length_scale^2."""
+    torch.manual_seed(0)
+    model = BayesMLP(2, 1, hidden=(3,), family="mc_dropout", dropout=0.25, length_scale=1.0)
+    w0, b0 = model.layers[0].weight, model.layers[0].bias
+    w1, b1 = model.layers[1].weight, model.layers[1].bias
+    by_hand = 0.5 * (w0.square().sum() + b0.square().sum()) + 0.5 * (
+        0.75 * w1.square().sum() + b1.square().sum()
+    )
+    assert model.kl_divergence().item() == pytest.approx(by_hand.item(), rel=1e-6)
+    longer = BayesMLP(2, 1, hidden=(3,), family="mc_dropout", dropout=0.25, length_scale=3.0)
+    longer.load_state_dict(model.state_dict())
+    assert longer.kl_divergence().item() == pytest.approx(9.0 * by_hand.item(), rel=1e-6)
+    # the rate matters: without dropout the second layer's weights count fully
+    no_drop = BayesMLP(2, 1, hidden=(3,), family="mc_dropout", dropout=0.0)
+    no_drop.load_state_dict(model.state_dict())
+    assert (no_drop.kl_divergence() - model.kl_divergence()).item() == pytest.approx(
+        0.5 * 0.25 * w1.square().sum().item(), rel=1e-5
+    )
 
 
 def test_ensemble_loss_sums_members_and_accepts_bootstrap_weights() -> None:
