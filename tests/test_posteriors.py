@@ -138,13 +138,11 @@ def test_particles_are_deterministic_under_a_seeded_generator(family: str) -> No
     assert torch.equal(a, d)
 
 
+_SCALERS = ["x_scaler.mean", "x_scaler.std", "y_scaler.mean", "y_scaler.std"]
 STATE_DICT_KEYS = {
     ("bbb", ()): [
         "log_noise_std",
-        "x_scaler.mean",
-        "x_scaler.std",
-        "y_scaler.mean",
-        "y_scaler.std",
+        *_SCALERS,
         "layers.0.weight_mu",
         "layers.0.weight_rho",
         "layers.0.bias_mu",
@@ -155,10 +153,7 @@ STATE_DICT_KEYS = {
         "layers.1.bias_rho",
     ],
     ("mc_dropout", (("heteroscedastic", True),)): [
-        "x_scaler.mean",
-        "x_scaler.std",
-        "y_scaler.mean",
-        "y_scaler.std",
+        *_SCALERS,
         "layers.0.weight",
         "layers.0.bias",
         "layers.1.weight",
@@ -166,10 +161,7 @@ STATE_DICT_KEYS = {
     ],
     ("ensemble", (("prior_scale", 1.0),)): [
         "log_noise_std",
-        "x_scaler.mean",
-        "x_scaler.std",
-        "y_scaler.mean",
-        "y_scaler.std",
+        *_SCALERS,
         "layers.0.weight",
         "layers.0.bias",
         "layers.1.weight",
