@@ -42,6 +42,11 @@ __all__ = [
 ]
 
 
+# bbb's predict samples pre-activations instead of weights when that draws at least this many times
+# fewer random numbers (the local pass does two matmuls per layer, mean and variance)
+_LOCAL_PREDICT_MARGIN = 4
+
+
 @dataclass(frozen=True)
 class Architecture:
     """The layer sizes a posterior builds its layers for.
@@ -141,8 +146,8 @@ class Posterior:
         return std
 
     def _weight_ref(self) -> Tensor:
-        first = self.layers[0]
-        return first.weight_mu if isinstance(first, (BayesLinear, BayesConv2d)) else first.weight
+        """A parameter of the model (for the dtype and device of new tensors)."""
+        return next(self.layers.parameters())
 
 
 class BBBPosterior(Posterior):
@@ -193,9 +198,9 @@ class BBBPosterior(Posterior):
 
     def predictive_draw(self, n: int, generator: torch.Generator | None, batch: int) -> Draw:
         """Local reparameterisation with ``n`` samples per input when the batch is small (an MLP
-        whose batch times the summed layer widths is under a quarter of its weight count), else
-        :meth:`draw`."""
-        if not self.arch.convs and batch * self._sum_out * 4 < self._sum_inout:
+        whose batch times its summed layer widths, the random numbers per sample, is under
+        ``1 / _LOCAL_PREDICT_MARGIN`` of its weight count, those of a weight draw), else :meth:`draw`."""
+        if not self.arch.convs and batch * self._sum_out * _LOCAL_PREDICT_MARGIN < self._sum_inout:
             return self._local(generator, n)
         return self.draw(n, generator)
 
