@@ -84,6 +84,7 @@ class TerminalValue:
         self.target = copy.deepcopy(self.net)
         self.target.requires_grad_(False)
         self.trainer = Trainer(self.net, lr=lr, batch_size=self.batch_size)  # its Adam persists across fits
+        self.last_loss = float("nan")  # mean loss of the last fit
 
     def particles(self, n: int) -> Any:
         """``n`` value particles (particle ``i`` is member ``i % n_members``): ``obs (n, B, d) -> (n, B)``."""
@@ -113,7 +114,8 @@ class TerminalValue:
             weight = torch.where(diff > 0, self.expectile, 1.0 - self.expectile)
             self.trainer.step((weight * diff.square()).mean(1).sum())
             polyak_update(self.target, self.net, self.tau)
-        return float(self.trainer.mean_loss())
+        self.last_loss = float(self.trainer.mean_loss())
+        return self.last_loss
 
     def state_dict(self) -> dict[str, Any]:
         """The net, the target and the Adam state (checkpoint layout)."""
