@@ -364,7 +364,11 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
     cpu_min = sum(r["cpu_s"] for r in runs) / 60
     wall_min = sum(r["wall_s"] for r in runs) / 60
     load = config.get("loadavg_start")
-    load_text = "load average 5-10" if load is None else f"1-minute load average {load[0]:.1f} at the start"
+    load_text = (
+        "load average not recorded at the start"
+        if load is None
+        else f"1-minute load average {load[0]:.1f} at the start"
+    )
     if config.get("loadavg_end") is not None:
         load_text += f", {config['loadavg_end'][0]:.1f} at the end"
     deep = [r for r in runs if r["experiment"] in CRITERIA]
