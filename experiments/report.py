@@ -119,7 +119,8 @@ def version_of(data: dict[str, Any]) -> str:
     """The code version a results file records, or a plain statement that it records none."""
     prov = data.get("provenance") or {}
     commit = prov.get("git_commit")
-    meta_commit = (data.get("meta") or {}).get("commit")  # bench_wallclock's own record: "<sha>[+dirty]"
+    meta = data.get("meta") or {}  # older scripts' own records: "<sha>[+dirty]"
+    meta_commit = meta.get("commit") or meta.get("git_commit")
     if not commit and meta_commit:
         sha, _, dirty = str(meta_commit).partition("+")
         return f"code `{sha[:8]}`" + (" + uncommitted changes" if dirty else "")
@@ -758,6 +759,84 @@ def section_speed() -> list[str]:
     return lines
 
 
+def _millions(rate: float | None) -> str:
+    return "-" if not rate else f"{rate / 1e6:.2f}M"
+
+
+@uses("bench_rollout_dtype.json")
+def section_dtype(res: Results) -> list[str]:
+    """float64 (the default) against float32 steps, compiled, one thread."""
+    meta, rows = res.data["meta"], res.data["rows"]
+    by = {(r["env"], r["num_envs"], r["dtype"]): r for r in rows}
+    sizes = sorted({r["num_envs"] for r in rows})
+
+    def ratio(env: str, n: int) -> float:
+        return by[(env, n, "float64")]["riskrl_compiled"] / by[(env, n, "float32")]["riskrl_compiled"]
+
+    cartpole = [
+        f"{ratio('CartPole-v1', n):.2f}x float32's rate at {n} CartPoles "
+        f"({_millions(by[('CartPole-v1', n, 'float64')]['riskrl_compiled'])} vs "
+        f"{_millions(by[('CartPole-v1', n, 'float32')]['riskrl_compiled'])} steps/s; gymnasium's numpy vector "
+        f"env {_millions(by[('CartPole-v1', n, 'float64')]['gym_numpy_vector'])})"
+        for n in sizes
+    ]
+    others = [
+        f"{env} {' and '.join(f'{ratio(env, n):.2f}x' for n in sizes)}"
+        for env in dict.fromkeys(r["env"] for r in rows)
+        if env != "CartPole-v1"
+    ]
+    return [
+        "`dtype=torch.float32` is the explicit speed option: compiled, one thread, float64 steps at "
+        + " and ".join(cartpole)
+        + (f"; {', '.join(others)}" if others else "")
+        + f" (`experiments/results/{Path(res.name).stem}.md`, one run on a {meta['cpu_count']}-core CPU at load "
+        f"average {span([meta['loadavg_before'][0], meta['loadavg_after'][0]])}; the rollout table under Results "
+        "is float64, the default). " + res.source
+    ]
+
+
+@uses("bench_rollout.json")
+def section_rollout_defaults(res: Results) -> list[str]:
+    """The default ``make_vec`` against the peers, and the fused rollout, in prose."""
+    data = res.data
+    rows = [r for r in data["rows"] if r["threads"] == "default"]
+    rate = {r["num_envs"]: r["rates"] for r in rows}
+    big = [n for n in sorted(rate) if n > min(rate)]
+    small = min(rate)
+    envpool = max(max(q.get("envpool_1thread") or 0, q.get("envpool_allthreads") or 0) for q in rate.values())
+    fused = rate[small].get("fused_rollout")
+    met = [k for k, t in data["targets"].items() if t["met"]]
+    missed = [k for k, t in data["targets"].items() if not t["met"]]
+    text = (
+        f'Speed with the defaults: `make_vec("CartPole-v1", n)` with no flags (one run, torch\'s default '
+        f"{rows[0]['torch_threads']} threads, load average {data['loadavg_before'][0]:.0f} on the "
+        f"{data['config']['cpu_count']}-core CPU, `experiments/results/bench_rollout.md`) steps "
+        + " and ".join(f"{_millions(rate[n]['default'])} env-steps/s at {n} envs" for n in big)
+        + " (gymnasium's numpy vector env "
+        + " and ".join(_millions(rate[n]["numpy_vector"]) for n in big)
+        + ": "
+        + " and ".join(f"{rate[n]['default'] / rate[n]['numpy_vector']:.2f}x" for n in big)
+        + "; gymnax under `jit` + `lax.scan` "
+        + " and ".join(_millions(rate[n].get("gymnax_jit_scan")) for n in big)
+        + f"; EnvPool at most {_millions(envpool)}), {_millions(rate[small]['default'])} at {small} (numpy "
+        f"{_millions(rate[small]['numpy_vector'])}, gymnax {_millions(rate[small].get('gymnax_jit_scan'))}); "
+        "the same call with the defaults before issue #20 gave "
+        + " and ".join(f"{_millions(rate[n]['pre20_defaults'])} at {n}" for n in big)
+        + "."
+    )
+    if fused:
+        text += (
+            f" The fused rollout (`fuse=k`) ran {_millions(fused)} steps/s at {small} envs, "
+            f"{fused / rate[small]['default']:.1f}x call-by-call stepping but "
+            f"{fused / rate[small]['gymnax_jit_scan']:.2f}x gymnax."
+        )
+    text += (
+        f" Issue #20's targets met: {', '.join(met) or 'none'}; not met: {', '.join(missed) or 'none'}. "
+        + res.source
+    )
+    return [text]
+
+
 #: the README's generated blocks (name -> sections); "main" is the Results section's block
 BLOCKS: dict[str, list[Section]] = {
     "main": [
@@ -772,6 +851,8 @@ BLOCKS: dict[str, list[Section]] = {
         section_uncertainty,
         section_classify,
     ],
+    "dtype": [section_dtype],
+    "rollout": [section_rollout_defaults],
     "bsuite": [section_bsuite],
     "speed": [section_speed],
 }
