@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_agents import group_runs, reached_500
+from bench_agents import ZOO_BUDGETS, group_runs, reached_500
 from robustness import bootstrap_ci
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,6 +115,12 @@ def span(values: Iterable[float], digits: int = 0) -> str:
     return lo if lo == hi else f"{lo}-{hi}"
 
 
+def _cores(data: dict[str, Any]) -> str:
+    """``N-core`` from the file's provenance (``multi-core`` when it recorded none)."""
+    count = (data.get("provenance") or {}).get("cpu_count")
+    return f"{count}-core" if count else "multi-core"
+
+
 def version_of(data: dict[str, Any]) -> str:
     """The code version a results file records, or a plain statement that it records none."""
     prov = data.get("provenance") or {}
@@ -179,7 +185,7 @@ def section_rollouts(res: Results) -> list[str]:
         ),
         "",
         f"Load average {data['loadavg_before'][0]:.1f} before the run, {data['loadavg_after'][0]:.1f} after "
-        f"(2 cores). Issue #20's targets met: {', '.join(met) or 'none'}; not met: {', '.join(missed) or 'none'}. "
+        f"({data['config']['cpu_count']} cores). Issue #20's targets met: {', '.join(met) or 'none'}; not met: {', '.join(missed) or 'none'}. "
         + res.source,
     ]
 
@@ -201,7 +207,7 @@ def section_uncertainty(res: Results) -> list[str]:
         f"faster than a Python loop over samples of the same model and "
         f"**{bbb1['speedup_vs_bayesian_torch']:.0f}x** faster than bayesian-torch; at batch 1024 the families take "
         f"{min(big):.2f}-{max(big):.2f}x the time of the single-matmul floor. On scikit-learn's diabetes set "
-        f"({len(fams)} configurations, 5 seeds each) test RMSE is {min(rmse):.0f}-{max(rmse):.0f} "
+        f"({len(fams)} configurations, {span(len(v['rmse']['values']) for v in fams.values())} seeds each) test RMSE is {min(rmse):.0f}-{max(rmse):.0f} "
         f"(constant predictor: {const['rmse']['mean']:.0f}) and 95% intervals cover "
         f"{100 * min(cover):.0f}-{100 * max(cover):.0f}% of held-out points. " + res.source,
     ]
@@ -263,7 +269,10 @@ def section_agents(res: Results) -> list[str]:
     ]
     if not data.get("complete", True):
         lines += ["", "(Incomplete: the benchmark was still running when this file was committed.)"]
-    lines += ["", "Train s is wall-clock on a shared 2-core machine, not a speed measure. " + res.source]
+    lines += [
+        "",
+        f"Train s is wall-clock on a shared {_cores(data)} machine, not a speed measure. " + res.source,
+    ]
     return lines
 
 
@@ -302,8 +311,8 @@ def section_mpc() -> list[str]:
     lines += [""]
     lines += _mpc_block(
         "bench_agents_mpc_mcc.json",
-        "MountainCarContinuous-v0, BayesMPC with optimism (`risk_tolerance=-5`, `disagreement_weight=1`, "
-        "`terminal_value=True`) vs SAC (zoo)",
+        "MountainCarContinuous-v0, BayesMPC with optimism (label: k = `risk_tolerance`, w = "
+        "`disagreement_weight`, V = `terminal_value=True`) vs SAC (zoo)",
     )
     opt = committed("mpc_mountaincar_optimism.json")
     if opt is not None:
@@ -342,8 +351,8 @@ def section_risk_sweep(res: Results) -> list[str]:
             rows,
         ),
         "",
-        "Seeds disagree a lot: with 5 seeds none of these differences is separated from seed noise. "
-        "This sweep predates the (256, 256) default; issue #14 replaces it with a grid-based study. "
+        f"Seeds disagree a lot: with {len(cfg['seeds'])} seeds none of these differences is separated from seed "
+        "noise. This sweep predates the current BayesDQN defaults; issue #14 replaces it with a grid-based study. "
         + res.source,
     ]
 
@@ -361,7 +370,7 @@ def section_demo(bench: Results, meta: Results, sweep: Results) -> list[str]:
     cfg = meta.data["config"]
     return [
         f"**The demo** (`make demo`, {cfg['steps']} steps, seeds {cfg['seeds']}, "
-        f"{meta.data['minutes']:.0f} minutes on a shared 2-core CPU; reference report in "
+        f"{meta.data['minutes']:.0f} minutes on a shared {_cores(meta.data)} CPU; reference report in "
         "`experiments/results/demo/report.md`): BayesDQN "
         f"{dqn['final_mean']:.0f} ± {dqn['final_sd']:.0f} (per seed {per_seed(dqn['final_per_seed'])}) vs "
         f"SB3 DQN {sb3['final_mean']:.0f} ± {sb3['final_sd']:.0f} (per seed "
@@ -434,7 +443,8 @@ def section_offline(res: Results) -> list[str]:
         )
     positive = sum(d["best_minus_zero"]["ci95"][0] > 0 for d in datasets.values())
     return [
-        "**Learning from a dataset** (`experiments/bench_offline.py`, reduced grid: 10k transitions, "
+        f"**Learning from a dataset** (`experiments/bench_offline.py`, reduced grid: {data['config']['size']} "
+        "transitions, "
         f"{len(next(iter(datasets.values()))['seeds'])} seeds, d3rlpy at its defaults with "
         "the same gradient steps, both evaluated by `riskrl.evaluate`; mean ± SD over seeds):",
         "",
@@ -463,7 +473,7 @@ def section_robustness(res: Results) -> list[str]:
     cfg = res.data["config"]
     rows = [r for r in res.data["rows"] if r["budget"] == cfg["steps"]]
     seeds = sorted({r["seed"] for r in rows})
-    cells = []
+    cells, raised, lowered = [], [], []
     for grid in dict.fromkeys(r["grid"] for r in rows):
         g = [r for r in rows if r["grid"] == grid]
         for method, k in dict.fromkeys((r["method"], r["risk_tolerance"]) for r in g):
@@ -478,6 +488,8 @@ def section_robustness(res: Results) -> list[str]:
                 d = np.array([r["worst"] - base[r["seed"]] for r in rs if r["seed"] in base])
                 lo, hi = bootstrap_ci(d)
                 delta = f"{d.mean():+.0f} [{lo:+.0f}, {hi:+.0f}]"
+                if lo > 0 or hi < 0:
+                    (raised if lo > 0 else lowered).append(f"{method} at {k:g} ({grid} grid)")
             cells.append(
                 [
                     grid,
@@ -502,10 +514,12 @@ def section_robustness(res: Results) -> list[str]:
             cells,
         ),
         "",
-        "On this run a positive risk_tolerance does not raise the worst cell for either BayesDQN (it lowers it "
-        "for the nominal-trained agent); the SB3 baselines had far less than their zoo budgets (DQN 50k, PPO "
-        "100k steps), so the comparison with them favours the more sample-efficient agent; with 3 seeds the "
-        "bootstrap intervals are crude (close to the range of the paired differences). "
+        f"Worst cell raised by a positive risk_tolerance with a 95% interval above zero: {', '.join(raised) or 'none'}"
+        f"; lowered with an interval below zero: {', '.join(lowered) or 'none'}. The SB3 baselines had far less "
+        "than their zoo budgets ("
+        + ", ".join(f"{algo.removeprefix('SB3-')} {budget // 1000}k" for algo, budget in ZOO_BUDGETS.items())
+        + " steps), so the comparison with them favours the more sample-efficient agent; with "
+        f"{len(seeds)} seeds the bootstrap intervals are crude (close to the range of the paired differences). "
         f"Reduced run ({done}; the issue asks 10 seeds and Acrobot and Pendulum too, not run for CPU time); "
         f"grids {cfg['envs_spec']['CartPole-v1']['grids']}. Full tables, per-seed values and heatmaps: "
         "`experiments/results/robustness.md`. " + res.source,
