@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from riskrl.bayes import FAMILIES, BayesMLP, exact_members, polyak_update
+from riskrl.bayes import FAMILIES, BayesMLP, Trainer, exact_members, polyak_update
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import lcb, validate_risk_tolerance
@@ -264,7 +264,11 @@ class BayesDQN(Agent):
         self.q_net = build_q_net(cfg, self.obs_dim, self.n_actions).to(self.device)
         self.target_net = copy.deepcopy(self.q_net)
         self.target_net.requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=cfg.learning_rate)
+        self.trainer = Trainer(
+            self.q_net,
+            lr=cfg.learning_rate,
+            max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else None,
+        )
         n_env = int(self.env.num_envs)
         self.buffer = ReplayBuffer(cfg.buffer_size, self.obs_dim, device=self.device, n_envs=n_env)
         self._n_particles = self.q_net.exact_members or cfg.n_particles
@@ -419,11 +423,7 @@ class BayesDQN(Agent):
         # an ensemble sums its members' regressions (KL 0); a sampled posterior averages its draws
         kl = cfg.kl_weight * self.q_net.kl_divergence() / max(len(self.buffer), 1)
         loss = self.q_net.reduce_loss(per) + kl
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.max_grad_norm)
-        self.optimizer.step()
+        self.trainer.step(loss)
         self._n_updates += 1
         if self._n_updates % cfg.target_update_interval == 0:
             self._update_target()
@@ -453,7 +453,7 @@ class BayesDQN(Agent):
     def _training_state(self) -> dict[str, Any]:
         return {
             "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.trainer.state_dict(),  # the Adam state dict
             "buffer": self.buffer.state_dict(),
             "thompson_idx": self._thompson_idx,
             "pool_seed": str(self._pool_seed),
@@ -465,7 +465,7 @@ class BayesDQN(Agent):
 
     def _load_training_state(self, state: dict[str, Any]) -> None:
         self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.load_state_dict(state["optimizer"])
         self.buffer.load_state_dict(state["buffer"])
         self._pool_seed = int(state["pool_seed"])
         if state["skip"].shape[0] == self.env.num_envs:
@@ -502,7 +502,7 @@ class BayesDQN(Agent):
         cap = config.buffer_size
         training = {
             "target_net": net,
-            "optimizer": schema.adam_spec(params, torch.optim.Adam(params, lr=config.learning_rate)),
+            "optimizer": schema.adam_spec(params, Trainer(q, lr=config.learning_rate).optimizer),
             "buffer": schema.buffer_spec(cap, obs_dim, (), torch.int64, linked=True),
             "thompson_idx": TensorSpec((torch.int64,), (num_envs,)),
             "pool_seed": JsonSpec("int_str", -(2**63), 2**64),

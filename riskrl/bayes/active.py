@@ -93,7 +93,7 @@ def acquire(
     g = _generator(seed, generator, x.device)
     if criterion == "random":
         return torch.randperm(size, generator=g, device=x.device)[:n]
-    n_draws = model.n_members if model.family == "ensemble" else BayesMLP._check_n(n_samples, "n_samples")
+    n_draws = model.exact_members or BayesMLP._check_n(n_samples, "n_samples")
     with torch.no_grad():
         particles = model.particles(n_draws, g)
         if model.likelihood == "categorical":
