@@ -281,7 +281,6 @@ class BayesMPC(Agent):
         self.trained = False
         self.steps_since_train = 0
         self.model_updates = 0
-        self.last_model_loss = float("nan")
         self._train_dist: Tensor | None = None  # warm start of the training-time planner
         self._eval_dist: Tensor | None = None  # warm start of predict()
         self._autoreset = AutoresetMask(self.env, int(self.env.num_envs), self.device)
@@ -479,7 +478,6 @@ class BayesMPC(Agent):
         self.trained = True
         self.steps_since_train = 0
         self.model_updates += 1
-        self.last_model_loss = loss_value
         self.log_scalar("train/model_loss", loss_value)
         return loss_value
 
@@ -515,8 +513,7 @@ class BayesMPC(Agent):
         if self.value is not None:
             self.log_scalar("train/value_loss", self.value.fit(self.buffer, self.rng))
         loss = self.trainer.last_loss  # the last step's
-        self.last_model_loss = float(loss) if loss is not None else float("nan")
-        self.log_scalar("train/model_loss", self.last_model_loss)
+        self.log_scalar("train/model_loss", float(loss) if loss is not None else float("nan"))
         self.trained = True
         self.steps_since_train = 0
         self.model_updates += 1
