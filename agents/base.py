@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
@@ -167,6 +168,14 @@ class Agent(ABC):
     # ------------------------------------------------------------------ configuration and env
 
     def _make_config(self, hyperparams: dict[str, Any]) -> Any:
+        hyperparams, old_names = schema.renamed_fields(self.config_class, hyperparams)
+        for old in old_names:
+            warnings.warn(
+                f"{type(self).__name__}: hyperparameter {old!r} is now called "
+                f"{self.config_class.RENAMED[old]!r}; the old name will be removed in a future release",
+                DeprecationWarning,
+                stacklevel=4,
+            )
         names = {f.name for f in dataclasses.fields(self.config_class)}
         unknown = sorted(set(hyperparams) - names)
         if unknown:
@@ -1088,6 +1097,29 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     if isinstance(obj, tuple):
         return tuple(_to_device(v, device) for v in obj)
     return obj
+
+
+def require_ints(config: Any, names: tuple[str, ...], minimum: int) -> None:
+    """Check that each named field of ``config`` is a whole number ``>= minimum`` (a ValueError naming
+    the field otherwise) and store it as an ``int``."""
+    for name in names:
+        value = getattr(config, name)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or int(value) != value
+            or value < minimum
+        ):
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+        setattr(config, name, int(value))
+
+
+def hidden_widths(hidden: Any) -> tuple[int, ...]:
+    """``hidden`` as a non-empty tuple of positive layer widths (a ValueError otherwise)."""
+    widths = tuple(int(h) for h in hidden)
+    if not widths or any(h < 1 for h in widths):
+        raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {widths}")
+    return widths
 
 
 def finite_float(name: str, value: float) -> float:

@@ -39,7 +39,7 @@ from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import lcb, validate_risk_tolerance
 
 from . import schema
-from .base import Agent, finite_float
+from .base import Agent, finite_float, hidden_widths, require_ints
 from .buffers import ReplayBuffer
 from .heads import SharedTorsoEnsemble
 from .transitions import add_valid
@@ -129,9 +129,7 @@ class BayesDQNConfig:
     beta: float = 1.0
 
     def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        if not self.hidden or any(h < 1 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty sequence of positive widths, got {self.hidden}")
+        self.hidden = hidden_widths(self.hidden)
         for name, allowed in (
             ("family", FAMILIES),
             ("exploration", _EXPLORATION),
@@ -140,7 +138,7 @@ class BayesDQNConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        for name in (
+        positive = (
             "num_envs",
             "n_members",
             "n_particles",
@@ -149,16 +147,9 @@ class BayesDQNConfig:
             "n_step",
             "train_freq",
             "target_update_interval",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-            setattr(self, name, int(value))
-        for name in ("learning_starts", "gradient_steps", "epsilon_decay_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-            setattr(self, name, int(value))
+        )
+        require_ints(self, positive, 1)
+        require_ints(self, ("learning_starts", "gradient_steps", "epsilon_decay_steps"), 0)
         if self.shared_torso and self.family != "ensemble":
             raise ValueError(f"shared_torso needs family='ensemble', got {self.family!r}")
         if self.utd_ratio is not None:

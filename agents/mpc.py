@@ -22,20 +22,20 @@ All rollouts are one tensor program: states are ``(P, B * C, obs_dim)`` for ``B`
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
 
-from riskrl.bayes import BayesMLP, Trainer
+from riskrl.bayes import FAMILIES, BayesMLP, Trainer
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.envs.autoreset import AutoresetMask
 
 from . import schema
-from .base import Agent, restore_generator
+from .base import Agent, hidden_widths, require_ints, restore_generator
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
 from .transitions import add_valid
@@ -53,18 +53,19 @@ class BayesMPCConfig:
     """Hyperparameters of :class:`BayesMPC` (defaults sized for classic control on one CPU thread).
 
     Dynamics model:
-        model_family: ``"ensemble"`` (default, PETS' probabilistic ensemble), ``"bbb"`` or ``"mc_dropout"``.
+        family: ``"ensemble"`` (default, PETS' probabilistic ensemble), ``"bbb"`` or ``"mc_dropout"``.
         n_members, hidden, activation, heteroscedastic: the :class:`riskrl.bayes.BayesMLP`. Small
             widths keep planning cheap: every CEM iteration runs ``horizon`` forward passes of
             ``n_particles * population`` rows.
-        model_lr, weight_decay, batch_size: Adam on the family's loss (one optimiser for the whole
+        learning_rate, weight_decay, batch_size: Adam on the family's loss (one optimiser for the whole
             run: retraining continues from the current weights, as in PETS).
         train_epochs, max_grad_steps: per retraining, epochs over all data, capped at this many steps.
         bootstrap: ensemble members weight each transition by a fixed Poisson(1) count (online
             bootstrap), so members disagree where data is scarce.
     Data:
         learning_starts: uniformly random actions for this many env steps before the first model.
-        train_freq: retrain every this many env steps (summed over envs) after ``learning_starts``.
+        retrain_interval: retrain every this many env steps (summed over envs) after ``learning_starts``.
+            (Not ``train_freq``: BayesDQN's ``train_freq`` counts vectorised steps, as SB3's does.)
         buffer_size, num_envs: transition storage and envs used when the agent builds its own env.
     Planner (CEM):
         horizon, population, n_elites, cem_iterations, cem_alpha, init_std, min_std, keep_elites,
@@ -96,19 +97,27 @@ class BayesMPCConfig:
             expectile (``0.5`` = mean TD) and gradient steps per refit.
     """
 
-    model_family: str = "ensemble"
+    # Former names (same meaning and units), still accepted with a DeprecationWarning; checkpoints
+    # saved under them load silently.
+    RENAMED: ClassVar[dict[str, str]] = {
+        "model_family": "family",
+        "model_lr": "learning_rate",
+        "train_freq": "retrain_interval",
+    }
+
+    family: str = "ensemble"
     n_members: int = 5
-    hidden: list[int] = field(default_factory=lambda: [64, 64])
+    hidden: tuple[int, ...] = (64, 64)
     activation: str = "silu"
     heteroscedastic: bool = True
-    model_lr: float = 1e-3
+    learning_rate: float = 1e-3
     weight_decay: float = 1e-5
     batch_size: int = 64
     train_epochs: int = 20
     max_grad_steps: int = 1000
     bootstrap: bool = True
     learning_starts: int = 200
-    train_freq: int = 200
+    retrain_interval: int = 200
     buffer_size: int = 100_000
     num_envs: int = 1
     # H=20 with 3 CEM iterations: 0.6x the planning cost of H=25 x 4 for 2.5 return points with the
@@ -134,16 +143,14 @@ class BayesMPCConfig:
     value_steps: int = 500
 
     def __post_init__(self) -> None:
-        self.hidden = [int(h) for h in self.hidden]
-        if self.model_family not in ("ensemble", "bbb", "mc_dropout"):
-            raise ValueError(
-                f"model_family must be 'ensemble', 'bbb' or 'mc_dropout', got {self.model_family!r}"
-            )
+        self.hidden = hidden_widths(self.hidden)
+        if self.family not in FAMILIES:
+            raise ValueError(f"family must be one of {FAMILIES}, got {self.family!r}")
         positive = (
             "n_members",
             "batch_size",
             "max_grad_steps",
-            "train_freq",
+            "retrain_interval",
             "buffer_size",
             "num_envs",
             "horizon",
@@ -154,16 +161,10 @@ class BayesMPCConfig:
             "value_n_step",
             "value_steps",
         )
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        for name in ("learning_starts", "train_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if not (math.isfinite(self.model_lr) and self.model_lr > 0):
-            raise ValueError(f"model_lr must be > 0, got {self.model_lr}")
+        require_ints(self, positive, 1)
+        require_ints(self, ("learning_starts", "train_epochs"), 0)
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if not (math.isfinite(self.disagreement_weight) and self.disagreement_weight >= 0):
             raise ValueError(f"disagreement_weight must be finite and >= 0, got {self.disagreement_weight}")
         if not 0.0 < self.value_gamma <= 1.0:
@@ -196,8 +197,8 @@ def build_model(cfg: BayesMPCConfig, obs_dim: int, act_features: int) -> BayesML
     return BayesMLP(
         obs_dim + act_features,
         obs_dim,
-        hidden=tuple(cfg.hidden),
-        family=cfg.model_family,
+        hidden=cfg.hidden,
+        family=cfg.family,
         heteroscedastic=cfg.heteroscedastic,
         activation=cfg.activation,
         n_members=cfg.n_members,
@@ -208,7 +209,7 @@ def build_value(cfg: BayesMPCConfig, obs_dim: int, device: Any) -> TerminalValue
     """The terminal value ``V(s)`` a config describes."""
     return TerminalValue(
         obs_dim,
-        hidden=tuple(cfg.hidden),
+        hidden=cfg.hidden,
         activation=cfg.activation,
         n_members=cfg.n_members,
         gamma=cfg.value_gamma,
@@ -259,7 +260,7 @@ class BayesMPC(Agent):
         # sampling (never torch's global RNG)
         self.trainer = Trainer(
             self.model,
-            lr=cfg.model_lr,
+            lr=cfg.learning_rate,
             weight_decay=cfg.weight_decay,
             batch_size=cfg.batch_size,
             generator=self.rng,
@@ -445,7 +446,7 @@ class BayesMPC(Agent):
         self.steps_since_train += n
         timesteps = self.num_timesteps + n
         if timesteps >= cfg.learning_starts and len(self.buffer) > 0:
-            if not self.trained or self.steps_since_train >= cfg.train_freq:
+            if not self.trained or self.steps_since_train >= cfg.retrain_interval:
                 self.train_model()
         return next_obs, info
 
@@ -578,7 +579,7 @@ class BayesMPC(Agent):
             "train_epochs": (0, 100_000),
             "max_grad_steps": (1, 10**7),
             "learning_starts": (0, 10**9),
-            "train_freq": (1, 10**9),
+            "retrain_interval": (1, 10**9),
             "value_n_step": (1, 1000),
             "value_steps": (1, 10**6),
         }
@@ -598,7 +599,7 @@ class BayesMPC(Agent):
             )
         build_planner(config, space, "meta")  # the planner's own checks (n_elites <= population, ...)
         model = build_model(config, obs_dim, act_features)
-        trainer = Trainer(model, lr=config.model_lr, weight_decay=config.weight_decay)
+        trainer = Trainer(model, lr=config.learning_rate, weight_decay=config.weight_decay)
         value_spec: Any = None
         value_bytes = 0
         if config.terminal_value:

@@ -108,8 +108,27 @@ def _not_mapping(where: str) -> None:
     raise CheckpointError(f"{where} must be a mapping")
 
 
+def renamed_fields(config_class: type, params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``params`` with the config's former field names (``config_class.RENAMED``: old -> new) replaced
+    by the current ones, and the old names that were used. Giving both names is a ValueError."""
+    out = dict(params)
+    used = []
+    for old, new in getattr(config_class, "RENAMED", {}).items():
+        if old in out:
+            if new in out:
+                raise ValueError(f"{old!r} is the former name of {new!r}; give only {new!r}")
+            out[new] = out.pop(old)
+            used.append(old)
+    return out, used
+
+
 def check_config(config_class: type, config: dict[str, Any], limits: dict[str, tuple[float, float]]) -> Any:
-    """Type- and range-check a saved config, then build the config object (no agent yet)."""
+    """Type- and range-check a saved config, then build the config object (no agent yet). Checkpoints
+    written before a field was renamed load under the new name."""
+    try:
+        config, _ = renamed_fields(config_class, config)
+    except ValueError as err:
+        raise CheckpointError(f"metadata.config: {err}") from None
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(config) - set(fields))
     if unknown:

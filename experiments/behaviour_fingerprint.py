@@ -66,7 +66,7 @@ def dqn_case(**cfg: Any) -> Callable[[], dict[str, Any]]:
 def mpc_case(env_id: str, steps: int, **cfg: Any) -> Callable[[], dict[str, Any]]:
     def run() -> dict[str, Any]:
         small = {"horizon": 8, "population": 40, "n_elites": 8, "cem_iterations": 2, "train_epochs": 3}
-        agent = BayesMPC(env_id, seed=0, learning_starts=100, train_freq=100, **{**small, **cfg})
+        agent = BayesMPC(env_id, seed=0, learning_starts=100, retrain_interval=100, **{**small, **cfg})
         agent.learn(steps)
         mods = [agent.model] + ([agent.value.net] if agent.value is not None else [])
         return {"weights": digest(*mods), "returns": returns_of(agent, env_id, n_episodes=5)}
@@ -119,8 +119,8 @@ CASES: dict[str, Callable[[], dict[str, Any]]] = {
     "dqn_4envs_utd": dqn_case(num_envs=4, utd_ratio=0.25, n_step=3, hidden=(64, 64)),
     "dqn_same_step": dqn_case(hidden=(32, 32), env_kwargs={"autoreset_mode": "SameStep"}),
     "mpc_ensemble": mpc_case("Pendulum-v1", 400),
-    "mpc_bbb": mpc_case("Pendulum-v1", 300, model_family="bbb"),
-    "mpc_mc_dropout": mpc_case("Pendulum-v1", 300, model_family="mc_dropout"),
+    "mpc_bbb": mpc_case("Pendulum-v1", 300, family="bbb"),
+    "mpc_mc_dropout": mpc_case("Pendulum-v1", 300, family="mc_dropout"),
     "mpc_value_2envs": mpc_case(
         "MountainCarContinuous-v0", 400, terminal_value=True, value_steps=50, num_envs=2
     ),

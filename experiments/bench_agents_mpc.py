@@ -33,7 +33,7 @@ import bench_agents as bench
 # BayesMPC defaults that matter for these runs (see riskrl.agents.BayesMPCConfig for the rest).
 PENDULUM_MPC: dict[str, Any] = {
     "learning_starts": 200,  # one random episode
-    "train_freq": 200,  # retrain once per episode
+    "retrain_interval": 200,  # retrain once per episode
     "horizon": 25,  # H=15 leaves some hanging-down starts stuck at the max-torque equilibrium
     "population": 200,
     "n_elites": 20,
@@ -42,7 +42,7 @@ PENDULUM_MPC: dict[str, Any] = {
 }
 MCC_MPC: dict[str, Any] = {
     "learning_starts": 1000,
-    "train_freq": 1000,
+    "retrain_interval": 1000,
     "horizon": 30,
     "population": 150,
     "n_elites": 15,

@@ -64,7 +64,7 @@ ACROBOT_ZOO: dict[str, tuple[int, dict[str, Any]]] = {
 }
 
 # BayesMPC's MountainCarContinuous options (experiments/bench_agents_mpc.py: k=-5, w=1, terminal value).
-MCC_MPC = dict(disagreement_weight=1.0, terminal_value=True, horizon=30, train_freq=1000)
+MCC_MPC = dict(disagreement_weight=1.0, terminal_value=True, horizon=30, retrain_interval=1000)
 MCC_RISK = -5.0
 # The cheaper posterior option: one (256, 256) torso, 5 heads with random prior heads.
 SHARED_TORSO = dict(shared_torso=True, hidden=[256, 256])

@@ -112,7 +112,7 @@ def agent_parity(device: torch.device, train_steps: int) -> dict[str, float]:
             "Pendulum-v1",
             seed=0,
             learning_starts=train_steps // 2,
-            train_freq=train_steps,
+            retrain_interval=train_steps,
             horizon=5,
             population=32,
         )

@@ -143,7 +143,7 @@ def sample_bayes_mpc_params(
         "risk_tolerance": trial.suggest_float("risk_tolerance", -5.0, 2.0),
         "disagreement_weight": trial.suggest_categorical("disagreement_weight", [0.0, 1.0]),
         "horizon": trial.suggest_categorical("horizon", [10, 15, 25]),
-        "model_lr": trial.suggest_float("model_lr", 3e-4, 3e-3, log=True),
+        "learning_rate": trial.suggest_float("learning_rate", 3e-4, 3e-3, log=True),
     }
 
 

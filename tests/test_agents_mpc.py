@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import warnings
 from typing import ClassVar
 
 import gymnasium as gym
@@ -11,7 +13,7 @@ import pytest
 import torch
 
 import riskrl
-from riskrl.agents import BayesMPC
+from riskrl.agents import BayesMPC, schema
 from riskrl.agents.mpc import BayesMPCConfig
 from riskrl.agents.planning import CEMPlanner
 
@@ -232,7 +234,7 @@ def test_default_planner_swings_up_from_hanging_down() -> None:
 
 FAST = dict(
     learning_starts=200,
-    train_freq=200,
+    retrain_interval=200,
     horizon=15,
     population=150,
     n_elites=15,
@@ -257,9 +259,9 @@ def test_bbb_dynamics_model_fits_a_fixed_buffer() -> None:
     agent = BayesMPC(
         "Pendulum-v1",
         seed=1,
-        model_family="bbb",
+        family="bbb",
         learning_starts=50,
-        train_freq=50,
+        retrain_interval=50,
         train_epochs=2,
         horizon=5,
         population=20,
@@ -315,7 +317,7 @@ def test_discrete_plan_picks_the_action_the_reward_prefers() -> None:
         seed=0,
         hidden=(32, 32),
         learning_starts=200,
-        train_freq=10**6,
+        retrain_interval=10**6,
         train_epochs=60,
         horizon=1,
         population=16,
@@ -339,7 +341,7 @@ def test_save_load_predicts_identically(tmp_path) -> None:
         "Pendulum-v1",
         seed=3,
         learning_starts=50,
-        train_freq=50,
+        retrain_interval=50,
         train_epochs=3,
         horizon=6,
         population=32,
@@ -361,7 +363,13 @@ def test_save_load_predicts_identically(tmp_path) -> None:
 
 def test_resume_is_bit_identical(tmp_path) -> None:
     kw = dict(
-        learning_starts=40, train_freq=30, train_epochs=2, horizon=5, population=24, n_elites=4, n_particles=5
+        learning_starts=40,
+        retrain_interval=30,
+        train_epochs=2,
+        horizon=5,
+        population=24,
+        n_elites=4,
+        n_particles=5,
     )
     straight = BayesMPC("Pendulum-v1", seed=5, **kw).learn(120)
     first = BayesMPC("Pendulum-v1", seed=5, **kw).learn(70)
@@ -390,8 +398,31 @@ def test_errors() -> None:
         BayesMPC(ToyEnv(), horizonn=3)
     with pytest.raises(ValueError, match="n_elites"):
         BayesMPC(ToyEnv(), population=10, n_elites=20)
-    with pytest.raises(ValueError, match="model_family"):
-        BayesMPCConfig(model_family="gp")
+    with pytest.raises(ValueError, match="family must be one of"):
+        BayesMPCConfig(family="gp")
+
+
+def test_former_config_names_still_work_with_a_deprecation_warning() -> None:
+    """``model_family``/``model_lr``/``train_freq`` became ``family``/``learning_rate``/``retrain_interval``
+    (the names BayesDQN uses; MPC's interval counts env steps, DQN's train_freq vector steps)."""
+    with pytest.warns(DeprecationWarning, match="'train_freq' is now called 'retrain_interval'"):
+        agent = BayesMPC(ToyEnv(), model_family="bbb", model_lr=3e-3, train_freq=77)
+    assert (agent.config.family, agent.config.learning_rate, agent.config.retrain_interval) == (
+        "bbb",
+        3e-3,
+        77,
+    )
+    assert agent.trainer.optimizer.param_groups[0]["lr"] == 3e-3
+    with pytest.raises(ValueError, match="former name of 'learning_rate'"):
+        BayesMPC(ToyEnv(), model_lr=1e-3, learning_rate=1e-3)
+    # a checkpoint written under the former names loads under the new ones, silently
+    saved = {**dataclasses.asdict(BayesMPCConfig(hidden=(8,))), "model_family": "mc_dropout"}
+    del saved["family"]
+    saved["hidden"] = [8]  # JSON has lists
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cfg = schema.check_config(BayesMPCConfig, saved, BayesMPC._checkpoint_limits())
+    assert cfg.family == "mc_dropout" and cfg.hidden == (8,)
 
 
 class _NoRewardEnv(ToyEnv):
@@ -410,7 +441,7 @@ def test_gymnasium_fallback_env_is_refused() -> None:
 
 TINY = dict(
     learning_starts=30,
-    train_freq=30,
+    retrain_interval=30,
     train_epochs=2,
     horizon=3,
     population=8,
@@ -428,7 +459,7 @@ def test_model_training_never_draws_from_torch_global_rng(family: str) -> None:
     states = []
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)
-        agent = BayesMPC("Pendulum-v1", seed=0, model_family=family, **TINY)
+        agent = BayesMPC("Pendulum-v1", seed=0, family=family, **TINY)
         before = torch.get_rng_state()
         agent.learn(70)
         assert agent.model_updates == 2

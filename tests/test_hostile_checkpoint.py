@@ -42,7 +42,7 @@ def genuine(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         cem_iterations=1,
         train_epochs=1,
         learning_starts=20,
-        train_freq=20,
+        retrain_interval=20,
     )
     mpc.learn(30)
     mpc.predict([1.0, 0.0, 0.0])

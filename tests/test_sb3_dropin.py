@@ -34,7 +34,7 @@ from riskrl.agents import BayesDQN, BayesMPC, load_agent
 DQN_KW = {"learning_starts": 50, "n_members": 3, "policy_kwargs": {"net_arch": [16, 16]}}
 MPC_KW = {
     "learning_starts": 30,
-    "train_freq": 30,
+    "retrain_interval": 30,
     "train_epochs": 2,
     "horizon": 5,
     "population": 24,

@@ -111,7 +111,7 @@ def test_value_rejects_bad_settings() -> None:
 def test_mpc_terminal_value_is_added_to_plan_returns_and_saved(tmp_path) -> None:
     kw = dict(
         learning_starts=100,
-        train_freq=100,
+        retrain_interval=100,
         horizon=4,
         population=20,
         n_elites=4,

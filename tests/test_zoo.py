@@ -24,7 +24,7 @@ from riskrl.agents import load_agent
 
 TINY_DQN = "learning_starts:50 hidden:[16,16] n_members:3"
 TINY_MPC = (
-    "learning_starts:30 train_freq:30 horizon:5 population:24 n_elites:4 cem_iterations:2 "
+    "learning_starts:30 retrain_interval:30 horizon:5 population:24 n_elites:4 cem_iterations:2 "
     "n_particles:3 train_epochs:2"
 )
 
