@@ -19,6 +19,7 @@ from .mountain_car import MountainCarVecEnv
 from .mountain_car_continuous import MountainCarContinuousVecEnv
 from .numpy_wrapper import TorchToNumpy
 from .pendulum import PendulumVecEnv
+from .perturbation import Perturbation
 from .single import TorchSingleEnv
 
 register_envs()
@@ -42,6 +43,7 @@ __all__ = [
     "MountainCarContinuousVecEnv",
     "MountainCarVecEnv",
     "PendulumVecEnv",
+    "Perturbation",
     "SB3VecEnv",
     "TorchSingleEnv",
     "TorchToNumpy",

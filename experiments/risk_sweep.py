@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from riskrl.sweep import Perturbation, SweepConfig, sweep
+from riskrl.envs.perturbation import Perturbation
+from riskrl.sweep import SweepConfig, sweep
 
 RESULTS = Path(__file__).parent / "results"
 

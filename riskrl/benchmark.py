@@ -26,11 +26,11 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from riskrl.agents import EvalCallback, agent_class
 from riskrl.envs import SB3VecEnv, make_vec
+from riskrl.envs.perturbation import Perturbation
 from riskrl.evaluation import evaluate
 from riskrl.executor import RAY_CONNECT_TIMEOUT, check_backend, checkpoint_dir, one_torch_thread, run_jobs
 from riskrl.plotting import plot_learning_curves
 from riskrl.results import write_report
-from riskrl.sweep import Perturbation
 
 __all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "make_sb3_model", "run_bench_job"]
 

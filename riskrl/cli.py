@@ -31,9 +31,10 @@ from riskrl.checkpoint import CheckpointError
 from riskrl.demo import run_demo
 from riskrl.envs import ENV_IDS, make_vec
 from riskrl.envs.base import NOISE_PARAMS, check_physical
+from riskrl.envs.perturbation import Perturbation
 from riskrl.evaluation import DEFAULT_MAX_ENVS, evaluate
 from riskrl.plotting import plot_learning_curves, plot_sweep, plot_training_curve
-from riskrl.sweep import Perturbation, SweepConfig, sweep
+from riskrl.sweep import SweepConfig, sweep
 
 
 class _Parser(argparse.ArgumentParser):

@@ -15,10 +15,11 @@ from pathlib import Path
 from riskrl.agents import load_agent
 from riskrl.benchmark import BenchConfig, bench
 from riskrl.checkpoint import atomic_write_bytes
+from riskrl.envs.perturbation import Perturbation
 from riskrl.plotting import plot_robustness
 from riskrl.results import write_results
 from riskrl.robustness import robustness_curve
-from riskrl.sweep import Perturbation, SweepConfig, SweepResult, evaluate_grid
+from riskrl.sweep import SweepConfig, SweepResult, evaluate_grid
 
 __all__ = ["run_demo"]
 

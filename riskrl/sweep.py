@@ -22,6 +22,7 @@ from riskrl.agents import agent_class
 from riskrl.devices import resolve_device
 from riskrl.envs import ENV_IDS
 from riskrl.envs.base import NOISE_PARAMS, check_physical
+from riskrl.envs.perturbation import Perturbation
 from riskrl.evaluation import evaluate
 from riskrl.executor import (
     RAY_CONNECT_TIMEOUT,
@@ -44,31 +45,6 @@ __all__ = [
     "run_sweep_job",
     "sweep",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Perturbation:
-    """A named set of physical-parameter changes for ``env.perturb`` (empty = nominal)."""
-
-    name: str = "nominal"
-    params: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    @classmethod
-    def parse(cls, text: str) -> Perturbation:
-        """Parse ``"name:key=value,key=value"`` (``"nominal"`` or ``"name:"`` for no change)."""
-        name, _, rest = text.partition(":")
-        params: dict[str, Any] = {}
-        for item in filter(None, (p.strip() for p in rest.split(","))):
-            key, eq, value = item.partition("=")
-            if not eq or not key:
-                raise ValueError(f"bad perturbation item {item!r} in {text!r}; expected key=value")
-            try:
-                params[key.strip()] = float(value)
-            except ValueError:
-                raise ValueError(f"perturbation value for {key!r} must be a number, got {value!r}") from None
-        if not name.strip():
-            raise ValueError(f"perturbation {text!r} needs a name, e.g. 'long_pole:length=1.0'")
-        return cls(name.strip(), params)
 
 
 @dataclasses.dataclass

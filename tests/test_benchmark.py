@@ -10,7 +10,7 @@ import pytest
 from riskrl import evaluate
 from riskrl.agents import load_agent
 from riskrl.benchmark import BenchConfig, bench, make_sb3_model
-from riskrl.sweep import Perturbation
+from riskrl.envs.perturbation import Perturbation
 
 
 @pytest.mark.slow

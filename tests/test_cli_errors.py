@@ -16,7 +16,8 @@ from hostile_corpus import read_parts, write_parts
 
 from riskrl.agents import BayesDQN
 from riskrl.cli import main
-from riskrl.sweep import Perturbation, SweepConfig
+from riskrl.envs.perturbation import Perturbation
+from riskrl.sweep import SweepConfig
 
 
 @pytest.fixture(scope="module")

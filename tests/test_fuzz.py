@@ -22,8 +22,8 @@ from riskrl.agents import BayesDQN
 from riskrl.bayes import BayesMLP, fit
 from riskrl.checkpoint import CheckpointError, load_checkpoint, pack_state, save_checkpoint, unpack_state
 from riskrl.envs import make_vec
+from riskrl.envs.perturbation import Perturbation
 from riskrl.risk import cvar, lcb
-from riskrl.sweep import Perturbation
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 floats = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
@@ -125,9 +125,17 @@ def test_mutated_checkpoints_never_load_silently_wrong(tmp_path_factory, data: s
 def test_perturbation_parse_is_total(text: str) -> None:
     try:
         p = Perturbation.parse(text)
-    except ValueError:
+    except ValueError as err:
+        assert "perturbation" in str(err)
         return
-    assert p.name and all(isinstance(v, float) for v in p.params.values())
+    assert p.name == text.partition(":")[0].strip() != ""
+    assert all(isinstance(v, float) for v in p.params.values())
+    # round trip: the parsed items, written back, parse to the same perturbation
+    again = Perturbation.parse(p.name + ":" + ",".join(f"{k}={v!r}" for k, v in p.params.items()))
+    assert again.params.keys() == p.params.keys()
+    assert all(
+        again.params[k] == v or (math.isnan(v) and math.isnan(again.params[k])) for k, v in p.params.items()
+    )
 
 
 def test_zip_bomb_like_member_sizes_are_refused(tmp_path) -> None:

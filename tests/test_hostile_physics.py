@@ -12,7 +12,8 @@ import torch
 import riskrl
 from riskrl.envs import ENV_IDS, make_vec
 from riskrl.envs.base import POSITIVE_PARAMS
-from riskrl.sweep import Perturbation, SweepConfig
+from riskrl.envs.perturbation import Perturbation
+from riskrl.sweep import SweepConfig
 
 BAD_POSITIVE = [math.nan, math.inf, 0.0, -1.0]
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from riskrl.sweep import Perturbation, SweepConfig, sweep
+from riskrl.envs.perturbation import Perturbation
+from riskrl.sweep import SweepConfig, sweep
 
 TINY = SweepConfig(
     env_id="CartPole-v1",
