@@ -1040,8 +1040,6 @@ def restore_generator(generator: torch.Generator, state: Tensor, fallback_seed: 
         except RuntimeError as err:
             raise CheckpointError(f"invalid generator state ({str(err)[:100]})") from None
         return True
-    import warnings
-
     warnings.warn(
         f"checkpoint RNG state is from another device type; reseeding the {generator.device} generator "
         "(training continues, but not bit-identically)",

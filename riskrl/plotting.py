@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.patches import Rectangle
@@ -85,23 +87,26 @@ def plot_uncertainty(
     return fig
 
 
-def _figure(ax: Axes | None, figsize: tuple[float, float] = (7.0, 4.5)) -> tuple[Figure, Axes]:
-    import matplotlib
+def _pyplot() -> Any:
+    """``matplotlib.pyplot``, imported on first use: importing pyplot fixes the backend, so riskrl
+    asks for the headless Agg one only then, and never over a backend the user already chose."""
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # here, not at the top: the backend must be chosen first
 
+    return plt
+
+
+def _figure(ax: Axes | None, figsize: tuple[float, float] = (7.0, 4.5)) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax  # type: ignore[return-value]
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, new_ax = plt.subplots(figsize=figsize)
+    fig, new_ax = _pyplot().subplots(figsize=figsize)
     return fig, new_ax
 
 
 def _finish(fig: Figure, path: str | Path | None) -> Path | Figure:
     if path is None:
         return fig
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -116,8 +121,7 @@ def plot_sweep(
     """Mean return and CVaR (± standard error over seeds) against risk_tolerance, one line per
     perturbation. ``result`` is ``SweepResult.to_dict()`` (or a loaded ``sweep.json``).
     Returns the saved path when ``path`` is given, otherwise the figure."""
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     rows = result["aggregate"]
     perts = list(dict.fromkeys(r["perturbation"] for r in rows))
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.0 * len(metrics), 4.0), squeeze=False)
@@ -149,8 +153,6 @@ def plot_learning_curves(
 ) -> Path | Figure:
     """Evaluation return against environment steps for each algorithm (mean ± se over seeds).
     ``result`` is ``BenchResult.to_dict()`` (or a loaded bench JSON)."""
-    import numpy as np
-
     fig, ax = _figure(ax)
     algos = list(dict.fromkeys(r["algo"] for r in result["runs"]))
     for algo in algos:
@@ -177,10 +179,6 @@ def plot_training_curve(
     episodes_csv: str | Path, path: str | Path | None = None, ax: Axes | None = None, title: str | None = None
 ) -> Path | Figure:
     """Training-episode returns (and a moving average) from a run's ``episodes.csv``."""
-    import csv
-
-    import numpy as np
-
     with open(episodes_csv, newline="") as fh:
         rows = list(csv.DictReader(fh))
     steps = np.array([float(r["timestep"]) for r in rows])

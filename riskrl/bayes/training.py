@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from riskrl.bayes.mlp import BayesMLP, as_numeric_tensor
 
@@ -297,8 +298,6 @@ def fit(
     try:
         losses: Any = trainer.train(xt, yt, epochs)
         if progress_bar:
-            from tqdm.auto import tqdm
-
             losses = tqdm(losses, total=epochs, desc=f"fit {model.family}", unit="epoch")
         for loss in losses:
             history.losses.append(float(loss))
