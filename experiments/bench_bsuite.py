@@ -43,6 +43,7 @@ import ast
 import json
 import math
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -690,6 +691,9 @@ def main(argv: list[str] | None = None) -> None:
         runs, skipped = [], []
         t_end = time.time() + 60 * args.budget_minutes
         csv_root = RESULTS / f"{args.out}_csv"
+        # bsuite's analysis reads every CSV in a run's folder: CSVs of an earlier invocation with the same
+        # --out (other ids or seeds) would be scored as this one's, so the folder starts empty
+        shutil.rmtree(csv_root, ignore_errors=True)
         for scheme, bsuite_id, seed in plan:
             if time.time() > t_end:
                 skipped.append(f"{scheme}/{bsuite_id}/seed{seed}")
