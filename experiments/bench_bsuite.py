@@ -28,10 +28,12 @@ Usage::
     python experiments/bench_bsuite.py --ids deep_sea/0,deep_sea/2,deep_sea/5 --seeds 0,1 \
         --agents thompson,ucb,eps_greedy --max-episodes eps_greedy=500 --run-seconds 900 \
         --budget-minutes 45 --score-python /work/venvs/bsuite-analysis/bin/python --out bsuite_deep_sea
-    # an ordered job list (scheme:ids, ranges inclusive), each run capped where bsuite's score stops
-    # counting (min(10000, 2**N + 100) episodes), a base-config override:
-    python experiments/bench_bsuite.py --jobs "thompson:deep_sea/0-10;eps_greedy:deep_sea/0-2" \
-        --max-episodes thompson=score,eps_greedy=score --set n_members=20 --out bsuite_deep_sea
+    # results/bsuite_deep_sea.*: an ordered job list (scheme:ids, ranges inclusive), each run capped where
+    # bsuite's score stops counting (min(10000, 2**N + 100) episodes); --set overrides a BASE field
+    python experiments/bench_bsuite.py --jobs "thompson:deep_sea/0-9;eps_greedy:deep_sea/0-1;\
+thompson:deep_sea_stochastic/0-1;thompson:deep_sea/10;ucb:deep_sea/0-5;eps_greedy:deep_sea/2" --seeds 0 \
+        --max-episodes thompson=score,eps_greedy=score,ucb=score --run-seconds 300 --budget-minutes 38 \
+        --score-python /work/venvs/bsuite-analysis/bin/python --out bsuite_deep_sea
     python experiments/bench_bsuite.py --rescore experiments/results/bsuite_deep_sea.json \
         --score-python /work/venvs/bsuite-analysis/bin/python
 """
@@ -60,11 +62,14 @@ from riskrl.results import write_results
 RESULTS = Path(__file__).parent / "results"
 
 #: the network and learning settings shared by every scheme (bsuite's boot_dqn: 50-50 MLP, ensemble
-#: with randomized priors, Adam 1e-3, discount 0.99, hard target update every 4 steps, 128 warm-up)
+#: with randomized priors of scale 5, Adam 1e-3, discount 0.99, hard target update every 4 gradient
+#: steps, 128 warm-up, one gradient step per env step; half its batch and members for the CPU budget).
+#: prior_scale 3 with utd_ratio 0.25 found no reward at N = 30 in 4675 episodes
+#: (results/bsuite_probe_n30_base.md); 5 and 1.0 solved N = 20 in 200 episodes instead of 600-900.
 BASE: dict[str, Any] = {
     "hidden": (50, 50),
     "n_members": 10,
-    "prior_scale": 3.0,
+    "prior_scale": 5.0,
     "learning_rate": 1e-3,
     "gamma": 0.99,
     "batch_size": 64,
@@ -72,7 +77,7 @@ BASE: dict[str, Any] = {
     "learning_starts": 128,
     "tau": 1.0,
     "target_update_interval": 4,
-    "utd_ratio": 0.25,
+    "utd_ratio": 1.0,
 }
 SCHEMES: dict[str, dict[str, Any]] = {
     "thompson": {"exploration": "thompson", "thompson_resample": "episode"},
