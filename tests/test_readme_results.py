@@ -74,11 +74,41 @@ def _bsuite(**changes) -> dict:
 
 
 def test_bsuite_block_counts_solved_runs_per_size_and_scheme() -> None:
-    block = "\n".join(report.render_bsuite(report.Results("bsuite_deep_sea.json", _bsuite())))
-    # thompson solved N = 20 on both seeds (logged episodes 900 and 600); ucb on one of two
-    assert "| 20 | 2/2: 900, 600 | 1/2: - (3866, time cap), 500 |" in block
-    # bsuite's score is the mean over seeds of its own analysis.score (0.75 and 1.0 for thompson)
-    assert "| bsuite score | 0.88 (2 seeds) | 0.75 (2 seeds) | 0.17 (2 seeds) |" in block
+    """On hand-made runs (independent of the committed sweep's numbers): solved counts and per-seed
+    logged episodes per (size, scheme), and bsuite's score as the mean of its per-seed scores."""
+
+    def run(scheme: str, seed: int, solved: int | None, episodes: int, stop: str) -> dict:
+        return {"scheme": scheme, "experiment": "deep_sea", "bsuite_id": "deep_sea/5", "size": 20,
+                "seed": seed, "episodes": episodes, "solved_episode_bsuite_logged": solved,
+                "stop_reason": stop}  # fmt: skip
+
+    runs = [
+        run("thompson", 0, 900, 900, "solved"),
+        run("thompson", 1, 600, 600, "solved"),
+        run("ucb", 0, None, 3866, "time cap"),
+        run("ucb", 1, 500, 500, "solved"),
+    ]
+    agents = {
+        f"{scheme}/seed{seed}|deep_sea": {"score": score, "sizes": {}}
+        for scheme, seed, score in (
+            ("thompson", 0, 0.75),
+            ("thompson", 1, 1.0),
+            ("ucb", 0, 0.5),
+            ("ucb", 1, 1.0),
+        )
+    }
+    data = _bsuite(runs=runs, bsuite_analysis={"pandas": "1.5.3", "bsuite": "0.3.6", "agents": agents})
+    block = "\n".join(report.render_bsuite(report.Results("bsuite_deep_sea.json", data)))
+    rows = [
+        line for line in block.splitlines() if line.startswith("| 20 |") or line.startswith("| bsuite score")
+    ]
+    header = next(line for line in block.splitlines() if line.startswith("| N |"))
+    cols = [c.strip() for c in header.strip("|").split("|")][1:]
+    cells = dict(zip(cols, [c.strip() for c in rows[0].strip("|").split("|")][1:]))
+    scores = dict(zip(cols, [c.strip() for c in rows[1].strip("|").split("|")][1:]))
+    assert cells["thompson"] == "2/2: 900, 600"
+    assert cells["ucb"] == "1/2: - (3866, time cap), 500"
+    assert scores["thompson"] == "0.88 (2 seeds)" and scores["ucb"] == "0.75 (2 seeds)"
 
 
 def test_bsuite_block_takes_more_sizes_seeds_and_experiments() -> None:
@@ -96,11 +126,23 @@ def test_bsuite_block_takes_more_sizes_seeds_and_experiments() -> None:
     data["bsuite_analysis"]["agents"]["thompson/seed2|deep_sea"] = {"score": 0.0}
     data["growth"] = None
     block = "\n".join(report.render_bsuite(report.Results("bsuite_deep_sea.json", data)))
-    assert "| 20 | 3/3: 900, 600, 1234 |" in block
+    # the committed sweep's thompson N = 20 run(s), now with a seed-2 copy solved at 1234
+    at20 = [
+        r for r in runs if r["scheme"] == "thompson" and r["experiment"] == "deep_sea" and r["size"] == 20
+    ]
+    logged = ", ".join(str(r["solved_episode_bsuite_logged"]) for r in at20 if r["seed"] == 0)
+    n20 = len(at20) + sum(r["seed"] == 0 for r in at20)
+    assert f"| 20 | {n20}/{n20}: {logged}, 1234 |" in block
     assert "| 50 | 0/1: - (9000, episode cap) | not run | not run |" in block
     assert "**cartpole_swingup**" in block and "| cartpole_swingup/0 | 0/1: - (40, episode cap) |" in block
-    assert "| bsuite score | 0.58 (3 seeds) |" in block  # (0.75 + 1.0 + 0.0) / 3
-    assert "seeds 0, 1, 2" in block and "N^" not in block
+    seed_scores = [
+        v["score"]
+        for k, v in data["bsuite_analysis"]["agents"].items()
+        if k.startswith("thompson/") and k.endswith("|deep_sea")
+    ]
+    assert f"| bsuite score | {sum(seed_scores) / len(seed_scores):.2f} ({len(seed_scores)} seeds) |" in block
+    seeds = sorted({r["seed"] for r in data["runs"]})
+    assert f"seeds {', '.join(map(str, seeds))}" in block and "N^" not in block
     data["runs"].append(dict(runs[3]))  # a copied run is refused, not counted twice
     with pytest.raises(ValueError, match="two runs"):
         report.render_bsuite(report.Results("bsuite_deep_sea.json", data))
