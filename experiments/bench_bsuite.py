@@ -158,13 +158,19 @@ class DeepSeaTracker(BaseCallback):
             self.solved_logged = episode
             self.stop_reason = "solved"
             return False
-        if episode >= self.max_episodes:
-            self.stop_reason = "episode cap"
-            return False
-        if time.time() > self.deadline:
-            self.stop_reason = "time cap"
-            return False
-        return True
+        return not _stop_at_cap(self, episode)
+
+
+def _stop_at_cap(tracker: Any, episode: int) -> bool:
+    """True (and the tracker's ``stop_reason`` set) once ``episode`` reaches its episode cap or the
+    wall-clock passes its deadline."""
+    if episode >= tracker.max_episodes:
+        tracker.stop_reason = "episode cap"
+    elif time.time() > tracker.deadline:
+        tracker.stop_reason = "time cap"
+    else:
+        return False
+    return True
 
 
 class EpisodeTracker(BaseCallback):
@@ -184,13 +190,7 @@ class EpisodeTracker(BaseCallback):
             return True
         self.episodes = episode
         self.info = {k: float(v) for k, v in self.env.raw_env.bsuite_info().items()}
-        if episode >= self.max_episodes:
-            self.stop_reason = "episode cap"
-            return False
-        if time.time() > self.deadline:
-            self.stop_reason = "time cap"
-            return False
-        return True
+        return not _stop_at_cap(self, episode)
 
 
 def run_one(
