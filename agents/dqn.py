@@ -82,6 +82,12 @@ class BayesDQNConfig:
     negative = optimistic); epsilon-greedy on top, decaying linearly from ``epsilon_start`` to
     ``epsilon_end`` over ``epsilon_decay_steps`` env steps after ``learning_starts``.
 
+    Speed: ``compile=True`` runs the TD loss (forward passes and targets; backward and Adam stay
+    eager) and the acting forward through ``torch.compile``. It needs an exact-member posterior
+    (``family="ensemble"``), costs several seconds of compilation per new input shape, and gives the
+    same actions as the eager path up to float rounding. On CPU it does not pay at CartPole sizes
+    (``experiments/results/compile.md``); it is meant for GPUs, where kernel launches dominate.
+
     Offline (:meth:`BayesDQN.learn_offline`): ``beta >= 0`` (default ``1.0``) makes the TD targets
     pessimistic, ``r + gamma * max_a' [mean_k Q_k(s', a') - beta * std_k Q_k(s', a')]`` across the
     target members, shared by all members; ``0`` is the members' mean. Online training ignores it.
@@ -127,6 +133,7 @@ class BayesDQNConfig:
     # ``mean - beta * std`` of the target Q across members (PBRL / SAC-N style), at the next action
     # that maximises it. 1.0: see experiments/results/offline*.md. Online learn() ignores beta.
     beta: float = 1.0
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.hidden = hidden_widths(self.hidden)
@@ -150,6 +157,12 @@ class BayesDQNConfig:
         )
         require_ints(self, positive, 1)
         require_ints(self, ("learning_starts", "gradient_steps", "epsilon_decay_steps"), 0)
+        if not isinstance(self.compile, bool):
+            raise TypeError(f"compile must be a bool, got {self.compile!r}")
+        if self.compile and self.family != "ensemble":
+            raise ValueError(
+                f"compile=True needs family='ensemble' (a fixed set of members), got {self.family!r}"
+            )
         if self.shared_torso and self.family != "ensemble":
             raise ValueError(f"shared_torso needs family='ensemble', got {self.family!r}")
         if self.utd_ratio is not None:
@@ -273,6 +286,10 @@ class BayesDQN(Agent):
         self._n_calls = 0
         self._n_updates = 0
         self._grad_credit = 0.0  # utd_ratio: gradient steps due but not yet run (fractional)
+        # compile=True: the same computations through torch.compile (exact members: no random draw
+        # inside, so the compiled graphs need no generator and consume no randomness).
+        self._td_errors_fn = torch.compile(self._td_errors) if cfg.compile else self._td_errors
+        self._q_members_fn = torch.compile(self._q_members) if cfg.compile else None
 
     # ------------------------------------------------------------------ posterior helpers
 
@@ -285,9 +302,16 @@ class BayesDQN(Agent):
         ``seed`` fixes the posterior draw for sampled families; the default gives the same draw on
         every call (``predict`` is deterministic and never touches ``self.rng``).
         """
+        if self._q_members_fn is not None:  # compile=True: exact members, the draw needs no seed
+            return self._q_members_fn(obs)
         seed = self.seed + _EVAL_SEED_OFFSET if seed is None else seed
         q = self.q_net.particles(self._n_particles, generator=self._draw_generator(seed))(obs)
         return q
+
+    def _q_members(self, obs: Tensor) -> Tensor:
+        """Every member's Q values ``(K, B, n_actions)`` (exact-member posteriors; compiled when
+        ``compile=True``)."""
+        return self.q_net.particles(self._n_particles)(obs)
 
     def _scores(self, obs: Tensor, risk_tolerance: float) -> tuple[Tensor, Tensor, Tensor]:
         q = self._q_particles(obs)
@@ -388,26 +412,15 @@ class BayesDQN(Agent):
         """One gradient step; ``beta`` set: pessimistic targets (:meth:`_pessimistic_target`)."""
         cfg = self.config
         batch = self.buffer.sample_n_step(cfg.batch_size, cfg.n_step, cfg.gamma, generator=self.rng)
-        b = cfg.batch_size
-        n = self._n_particles
-        obs_both = torch.cat([batch["obs"], batch["next_obs"]], 0)
-        q_both = self.q_net.particles(n, generator=self.rng)(obs_both)  # (n, 2B, A)
-        q_taken = q_both[:, :b].gather(2, batch["actions"].view(1, b, 1).expand(n, b, 1)).squeeze(-1)
-        with torch.no_grad():
-            q_next_target = self.target_net.particles(n, generator=self.rng)(batch["next_obs"])
-            if cfg.double_q:
-                next_actions = q_both[:, b:].detach().argmax(-1, keepdim=True)
-            else:
-                next_actions = q_next_target.argmax(-1, keepdim=True)
-            q_next = q_next_target.gather(2, next_actions).squeeze(-1)  # (n, B)
-            if beta is not None:  # offline: pessimistic targets (mean over members: mean - beta * std)
-                q_select = q_both[:, b:].detach() if cfg.double_q else q_next_target
-                q_next = _pessimistic_target(q_next_target, q_select, beta)
-            target = td_target(batch["rewards"], batch["discounts"], batch["terminated"], q_next)
-        if cfg.loss == "huber":
-            per = F.smooth_l1_loss(q_taken, target, reduction="none")
-        else:
-            per = F.mse_loss(q_taken, target, reduction="none")
+        per = self._td_errors_fn(
+            batch["obs"],
+            batch["actions"],
+            batch["rewards"],
+            batch["discounts"],
+            batch["terminated"],
+            batch["next_obs"],
+            beta,
+        )
         if cfg.bootstrap_p < 1.0:
             mask = (torch.rand(per.shape, device=self.device, generator=self.rng) < cfg.bootstrap_p).to(per)
             per = per * mask / cfg.bootstrap_p
@@ -420,6 +433,42 @@ class BayesDQN(Agent):
             self._update_target()
         if self._logger is not None and self._n_updates % _LOG_LOSS_EVERY == 0:
             self.log_scalar("train/loss", float(loss.detach()))
+
+    def _td_errors(
+        self,
+        obs: Tensor,
+        actions: Tensor,
+        rewards: Tensor,
+        discounts: Tensor,
+        terminated: Tensor,
+        next_obs: Tensor,
+        beta: float | None,
+    ) -> Tensor:
+        """Per-particle, per-transition TD losses ``(n, B)`` of one batch (Double-DQN targets per
+        particle; ``beta`` set: pessimistic targets). Compiled when ``compile=True``."""
+        cfg = self.config
+        b = obs.shape[0]
+        n = self._n_particles
+        gen = None if self.q_net.exact_members else self.rng  # exact members draw nothing
+        obs_both = torch.cat([obs, next_obs], 0)
+        q_both = self.q_net.particles(n, generator=gen)(obs_both)  # (n, 2B, A)
+        q_taken = q_both[:, :b].gather(2, actions.view(1, b, 1).expand(n, b, 1)).squeeze(-1)
+        with torch.no_grad():
+            q_next_target = self.target_net.particles(n, generator=gen)(next_obs)
+            if cfg.double_q:
+                next_actions = q_both[:, b:].detach().argmax(-1, keepdim=True)
+            else:
+                next_actions = q_next_target.argmax(-1, keepdim=True)
+            q_next = q_next_target.gather(2, next_actions).squeeze(-1)  # (n, B)
+            if beta is not None:  # offline: pessimistic targets (mean over members: mean - beta * std)
+                q_select = q_both[:, b:].detach() if cfg.double_q else q_next_target
+                q_next = _pessimistic_target(q_next_target, q_select, beta)
+            target = td_target(rewards, discounts, terminated, q_next)
+        if cfg.loss == "huber":
+            per = F.smooth_l1_loss(q_taken, target, reduction="none")
+        else:
+            per = F.mse_loss(q_taken, target, reduction="none")
+        return per
 
     # ------------------------------------------------------------------ learning from a dataset
 

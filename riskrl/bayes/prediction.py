@@ -267,7 +267,8 @@ class Particles:
                 f"Particles expect x of shape (B, {self.in_dim}) or ({self.n}, B, {self.in_dim}){also}, "
                 f"got {tuple(x.shape)}"
             )
-        if not all_finite(x):
+        # (skipped inside torch.compile: a host read would split the graph; callers validate inputs)
+        if not torch.compiler.is_compiling() and not all_finite(x):
             raise ValueError("x contains NaN or infinite values")
         return x
 
