@@ -785,6 +785,42 @@ def section_speed() -> list[str]:
     return lines
 
 
+PROBES = (
+    "probes/wallclock_probe_envs4_utd025.json",
+    "probes/wallclock_probe_envs4_utd05_torso.json",
+    "probes/wallclock_probe_envs8_utd025_ln.json",
+)
+
+
+def section_probes() -> list[str]:
+    """The cheaper BayesDQN settings tried on CartPole (``BENCH_RISKRL_HYPERPARAMS`` trials)."""
+    files = [res for res in map(committed, PROBES) if res is not None]
+    if not files:
+        return []
+    cells = []
+    for res in files:
+        settings = ", ".join(
+            f"{k}={v!r}" for k, v in res.data["meta"]["extra_hyperparams"]["BayesDQN"].items()
+        )
+        r = res.data["summary"][0]
+        solved = (
+            f"{r['solved']}/{r['runs']} solved"
+            if r.get("median_seconds") is None
+            else f"{r['solved']}/{r['runs']} solved, in {r['median_steps']:.0f} steps and {r['median_seconds']:.1f} CPU s"
+        )
+        cells.append(f"`{settings}`: {r['ms_per_step']:.2f} CPU ms per env step, {solved}")
+    first = files[0].data
+    return [
+        f"**Cheaper BayesDQN settings tried** (CartPole-v1, {first['summary'][0]['budget']} steps, "
+        f"{len(first['meta']['seeds'])} seeds each, `BENCH_RISKRL_HYPERPARAMS` trials of "
+        "`bench_wallclock.py`): "
+        + "; ".join(cells)
+        + ". Source: "
+        + "; ".join(res.cited for res in files)
+        + ".",
+    ]
+
+
 @uses("compile.json")
 def section_compile(res: Results) -> list[str]:
     rows, cfg = res.data["rows"], res.data["config"]
@@ -900,7 +936,7 @@ BLOCKS: dict[str, list[Section]] = {
     "dtype": [section_dtype],
     "rollout": [section_rollout_defaults],
     "bsuite": [section_bsuite],
-    "speed": [section_speed, section_compile],
+    "speed": [section_speed, section_probes, section_compile],
 }
 
 
