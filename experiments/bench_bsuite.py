@@ -3,12 +3,14 @@
 Every run trains :class:`riskrl.agents.BayesDQN` on bsuite's *own* environment through
 :class:`riskrl.bsuite.BsuiteEnv` (one env, bsuite's episode protocol) and logs with bsuite's own CSV
 logger. Three exploration schemes are compared on the same network (an ensemble of Q-nets with
-randomized priors):
+randomized priors), and plain DQN as the contrast:
 
 * ``thompson``: Thompson sampling (one ensemble member per episode, Bootstrapped DQN);
 * ``ucb``: optimism, acting on ``mean - train_risk_tolerance * std`` with ``train_risk_tolerance=-1``;
 * ``eps_greedy``: risk-neutral (``mean`` only) with epsilon-greedy dithering (epsilon 0.05, as bsuite's
-  DQN baseline).
+  DQN baseline), on the same randomized-prior ensemble (whose mean still carries the priors' diversity);
+* ``dqn``: plain DQN as the contrast bsuite draws: one Q-network, no random prior, greedy on Q plus
+  epsilon 0.05 (bsuite's dqn baseline, up to batch size, replay size and loss).
 
 A run stops when bsuite's deep_sea criterion is met at one of the episodes bsuite's logger writes
 (cumulative fraction of bad episodes below 0.9, ``bsuite.experiments.deep_sea.analysis.find_solution``),
@@ -83,6 +85,17 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "thompson": {"exploration": "thompson", "thompson_resample": "episode"},
     "ucb": {"exploration": "ucb", "train_risk_tolerance": -1.0},
     "eps_greedy": {
+        "exploration": "ucb",
+        "train_risk_tolerance": 0.0,
+        "epsilon_start": 0.05,
+        "epsilon_end": 0.05,
+    },
+    # plain DQN, as close to bsuite's dqn baseline as BayesDQN allows: one Q-network, no random prior
+    # (so no epistemic std: acting is greedy on Q), epsilon 0.05. bsuite's dqn differs in its batch
+    # (32), replay (10k) and squared loss; riskrl keeps BASE's batch 64, Huber loss and Double-DQN.
+    "dqn": {
+        "n_members": 1,
+        "prior_scale": 0.0,
         "exploration": "ucb",
         "train_risk_tolerance": 0.0,
         "epsilon_start": 0.05,
@@ -638,7 +651,7 @@ def main(argv: list[str] | None = None) -> None:
         "--set", action="append", default=[], help="override a base config field, e.g. n_members=20"
     )
     p.add_argument("--seeds", default="0,1")
-    p.add_argument("--agents", default="thompson,ucb,eps_greedy")
+    p.add_argument("--agents", default="thompson,ucb,eps_greedy,dqn")
     p.add_argument(
         "--max-episodes",
         default="",
