@@ -416,6 +416,20 @@ def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, 
         + f". bsuite's boot_dqn for comparison: {BOOT_DQN_SETTINGS}.",
         "",
     ]
+    if config.get("merged_from"):
+        lines += [
+            "Merged from several invocations (a later file's run of the same scheme, id and seed replaces an "
+            "earlier one's; the caps and budget above are the first file's): "
+            + "; ".join(
+                f"`{m['file']}` (code {str(m['git_commit'])[:8]}, jobs {m['jobs']}, caps {m['max_episodes']}, "
+                f"wall-clock cap {m['run_seconds']:g} s, {m['runs_used']} runs used"
+                + ("" if m.get("base") == config.get("base") else f", agent {m['base']}")
+                + ")"
+                for m in config["merged_from"]
+            )
+            + ".",
+            "",
+        ]
     if deep:
         lines += [
             "A deep_sea run stops at the first episode bsuite's logger writes at which bsuite's criterion holds "
@@ -636,6 +650,78 @@ def _load_saved(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[
     return config, runs, run_provenance
 
 
+def _csv_name(bsuite_id: str) -> str:
+    """The file bsuite's CSV logger writes for one id (``deep_sea/3`` -> ``bsuite_id_-_deep_sea-3.csv``)."""
+    return "bsuite_id_-_" + bsuite_id.replace("/", "-") + ".csv"
+
+
+def merge_saved(paths: list[Path], out: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The runs of several results JSONs as one set, for one scoring by bsuite's analysis.
+
+    A later file's run replaces an earlier file's run of the same (scheme, id, seed) (e.g. a rerun with
+    a longer cap). Every run keeps the file and code version it came from (``source``); its CSV is
+    copied into ``RESULTS/<out>_csv/<scheme>-seed<seed>/`` so that bsuite's analysis reads exactly the
+    merged set. The config is the first file's, plus ``merged_from`` (each file's caps and budget).
+    """
+    chosen: dict[tuple[str, str, int], dict[str, Any]] = {}
+    sources, config = [], None
+    for path in paths:
+        cfg, runs, prov = _load_saved(path)
+        if path.suffix != ".json":
+            raise SystemExit(f"--merge {path}: expected a results JSON of this script")
+        commit = (prov or {}).get("git_commit")
+        config = config or cfg
+        sources.append(
+            {
+                "file": path.name,
+                "git_commit": commit,
+                "jobs": cfg.get("jobs"),
+                "max_episodes": cfg.get("max_episodes"),
+                "run_seconds": cfg.get("run_seconds"),
+                "base": cfg.get("base"),
+            }
+        )
+        for r in runs:
+            csv = _csv_dir(r["csv_dir"]) / _csv_name(r["bsuite_id"])
+            if not csv.exists():
+                raise SystemExit(
+                    f"--merge {path}: the CSV of {r['scheme']}/{r['bsuite_id']} is missing: {csv}"
+                )
+            key = (r["scheme"], r["bsuite_id"], int(r["seed"]))
+            chosen[key] = {
+                **r,
+                "source": r.get("source") or {"file": path.name, "git_commit": commit},
+                "_csv": csv,
+            }
+    assert config is not None
+    for src in sources:
+        used = [r for r in chosen.values() if r["source"]["file"] == src["file"]]
+        src["runs_used"] = len(used)
+        src["schemes_used"] = [s for s in SCHEMES if any(r["scheme"] == s for r in used)]
+    staging = RESULTS / f".{out}_csv.merging"
+    shutil.rmtree(staging, ignore_errors=True)
+    merged = []
+    for key in sorted(
+        chosen, key=lambda k: (list(SCHEMES).index(k[0]), k[1].split("/")[0], int(k[1].split("/")[1]), k[2])
+    ):
+        r = chosen[key]
+        folder = f"{r['scheme']}-seed{r['seed']}"
+        (staging / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(r.pop("_csv"), staging / folder / _csv_name(r["bsuite_id"]))
+        merged.append({**r, "csv_dir": f"{out}_csv/{folder}"})
+    final = RESULTS / f"{out}_csv"
+    shutil.rmtree(final, ignore_errors=True)  # the sources' CSVs are already copied
+    staging.rename(final)
+    schemes = {name: value for src in paths for name, value in _load_saved(src)[0].get("schemes", {}).items()}
+    config = {
+        **config,
+        "agents": [s for s in SCHEMES if any(r["scheme"] == s for r in merged)],
+        "schemes": {s: schemes.get(s, SCHEMES[s]) for s in SCHEMES if any(r["scheme"] == s for r in merged)},
+        "merged_from": sources,
+    }
+    return config, merged
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument(
@@ -665,6 +751,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--not-run", default="cartpole_swingup (1000 episodes x 1000 steps per size); N > 20")
     p.add_argument("--out", default="bsuite_deep_sea")
     p.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated results JSONs to score as one set (a later file's run of the same scheme, id "
+        "and seed replaces an earlier one's); written to --out",
+    )
+    p.add_argument(
         "--rescore",
         default="",
         help="rescore the runs of an existing results JSON, or of a run log (its CONFIG line and run records)",
@@ -672,7 +764,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
-    if args.rescore:
+    if args.merge:
+        config, runs = merge_saved([Path(x) for x in args.merge.split(",") if x], args.out)
+        run_provenance = None  # each run records its own source file and code version
+    elif args.rescore:
         config, runs, run_provenance = _load_saved(Path(args.rescore))
     else:
         seeds = [int(s) for s in args.seeds.split(",")]

@@ -633,13 +633,28 @@ def render_bsuite(res: Results) -> list[str]:
         for key, label in (("wall_s", "wall-clock"), ("cpu_s", "CPU"))
         if all(r.get(key) is not None for r in runs)
     ]
+    merged = cfg.get("merged_from") or []
+    if merged:  # runs of several invocations: each one's caps
+        caps_text = "; ".join(
+            f"`{m['file']}` ({m['runs_used']} runs, code {str(m['git_commit'])[:8]}): "
+            + ", ".join(
+                f"{k} {v}" for k, v in (m.get("max_episodes") or {}).items() if k in m["schemes_used"]
+            )
+            + f", wall-clock cap {m['run_seconds']:g} s"
+            for m in merged
+            if m["runs_used"]
+        )
     lines = [
         f"Results (`experiments/bench_bsuite.py`, full report `experiments/results/{Path(res.name).stem}.md`: "
         f"bsuite's own env, logger, analysis and plot; seeds {', '.join(map(str, seeds))}; episode caps per run: "
         f"{caps_text}"
-        + (f"; wall-clock cap per run {cfg['run_seconds']:g} s" if cfg.get("run_seconds") else "")
+        + (
+            f"; wall-clock cap per run {cfg['run_seconds']:g} s"
+            if cfg.get("run_seconds") and not merged
+            else ""
+        )
         + (f"; the runs took {' / '.join(minutes)} minutes on a shared CPU" if minutes else "")
-        + "). Schemes (same BayesDQN ensemble): "
+        + "). Schemes (BayesDQN, these settings over the agent config of the full report): "
         + "; ".join(f"`{name}`: `{_settings(value)}`" for name, value in cfg.get("schemes", {}).items())
         + ". Cells: runs that met bsuite's criterion, then per seed the logged episode at which bsuite's "
         "analysis saw it met, or `-` (episodes run, why the run stopped):",
