@@ -749,6 +749,14 @@ def _speed_env(res: Results, env_id: str) -> str:
     )
     parts = []
     for r in (r for r in rows if not r["algo"].startswith("SB3-")):
+        entry = next(
+            x.get("entry") or {} for x in res.data["runs"] if x["env_id"] == env_id and x["algo"] == r["algo"]
+        )
+        settings = {**entry.get("hyperparams", {})}
+        if entry.get("risk_tolerance"):
+            settings["risk_tolerance"] = entry["risk_tolerance"]
+        if settings:  # not the agent's defaults: say so
+            parts.append(f"{r['algo']} ran with `{_settings(settings)}`")
         if r.get("median_seconds") is None:
             parts.append(_levelled(res, env_id, r))
             continue
