@@ -10,7 +10,7 @@ seconds and env steps to the threshold over the solved seeds, and every seed's n
 
 Thresholds: CartPole-v1 475, Acrobot-v1 -100, Pendulum-v1 -200, MountainCarContinuous-v0 90.
 Baselines: SB3 DQN and PPO (discrete) and SAC (continuous) with rl-baselines3-zoo hyperparameters
-(``riskrl.benchmark.SB3_ZOO``; Acrobot's entries below), trained on gymnasium's own envs.
+(``riskrl.benchmark.SB3_ZOO``), trained on gymnasium's own envs.
 
 Usage:  python experiments/bench_wallclock.py [--envs CartPole-v1,Pendulum-v1] [--seeds 5]
                                               [--workers 2] [--algos BayesDQN,SB3-PPO] [--quick]
@@ -40,27 +40,6 @@ THRESHOLDS = {
     "Acrobot-v1": -100.0,
     "Pendulum-v1": -200.0,
     "MountainCarContinuous-v0": 90.0,
-}
-
-# rl-baselines3-zoo hyperparams for Acrobot-v1 (riskrl.benchmark.SB3_ZOO has CartPole/Pendulum/MCC).
-ACROBOT_ZOO: dict[str, tuple[int, dict[str, Any]]] = {
-    "DQN": (
-        1,
-        dict(
-            learning_rate=6.3e-4,
-            batch_size=128,
-            buffer_size=50_000,
-            learning_starts=0,
-            gamma=0.99,
-            target_update_interval=250,
-            train_freq=4,
-            gradient_steps=-1,
-            exploration_fraction=0.12,
-            exploration_final_eps=0.1,
-            policy_kwargs=dict(net_arch=[256, 256]),
-        ),
-    ),
-    "PPO": (16, dict(n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4, ent_coef=0.0)),
 }
 
 # BayesMPC's MountainCarContinuous options (experiments/bench_agents_mpc.py: k=-5, w=1, terminal value).
@@ -181,14 +160,6 @@ def _make_model(entry: Entry, seed: int, extra: dict[str, Any]) -> Any:
     from riskrl.benchmark import make_sb3_model
 
     algo = entry.algo.removeprefix("SB3-")
-    if entry.env_id == "Acrobot-v1":
-        import stable_baselines3 as sb3
-        from stable_baselines3.common.env_util import make_vec_env
-
-        n_envs, kwargs = ACROBOT_ZOO[algo]
-        env = make_vec_env(entry.env_id, n_envs=n_envs, seed=seed)
-        kwargs = json.loads(json.dumps(kwargs))
-        return getattr(sb3, algo)("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     return make_sb3_model(algo, entry.env_id, seed)
 
 

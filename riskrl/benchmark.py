@@ -23,6 +23,7 @@ import numpy as np
 import stable_baselines3 as sb3
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
 
 from riskrl.agents import EvalCallback, agent_class
 from riskrl.envs import SB3VecEnv, make_vec
@@ -35,7 +36,9 @@ from riskrl.results import write_report
 __all__ = ["SB3_ZOO", "BenchConfig", "BenchResult", "bench", "make_sb3_model", "run_bench_job"]
 
 # rl-baselines3-zoo hyperparameters (hyperparams/*.yml), as (n_envs, constructor kwargs). A string
-# "lin_X" is the zoo's linear schedule from X down to 0 over training.
+# "lin_X" is the zoo's linear schedule from X down to 0 over training; ``noise_type``/``noise_std``
+# are the zoo's action-noise keys (made into SB3's ``action_noise`` by make_sb3_model).
+# tests/test_zoo.py checks every entry against rl_zoo3's own files.
 SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
     ("DQN", "CartPole-v1"): (
         1,
@@ -67,10 +70,39 @@ SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
         ),
     ),
     ("A2C", "CartPole-v1"): (8, dict(ent_coef=0.0)),
+    # Acrobot-v1: the zoo's PPO entry also normalises observations (VecNormalize); left out here, so a
+    # model acts on raw observations and riskrl.evaluate can evaluate it like every other policy.
+    ("DQN", "Acrobot-v1"): (
+        1,
+        dict(
+            learning_rate=6.3e-4,
+            batch_size=128,
+            buffer_size=50_000,
+            learning_starts=0,
+            gamma=0.99,
+            target_update_interval=250,
+            train_freq=4,
+            gradient_steps=-1,
+            exploration_fraction=0.12,
+            exploration_final_eps=0.1,
+            policy_kwargs=dict(net_arch=[256, 256]),
+        ),
+    ),
+    ("PPO", "Acrobot-v1"): (16, dict(n_steps=256, gae_lambda=0.94, gamma=0.99, n_epochs=4, ent_coef=0.0)),
     ("SAC", "Pendulum-v1"): (1, dict(learning_rate=1e-3)),
     ("TD3", "Pendulum-v1"): (
         1,
-        dict(learning_rate=1e-3, learning_starts=10_000, gamma=0.98, buffer_size=200_000),
+        dict(
+            learning_rate=1e-3,
+            learning_starts=10_000,
+            gamma=0.98,
+            buffer_size=200_000,
+            noise_type="normal",
+            noise_std=0.1,
+            gradient_steps=1,
+            train_freq=1,
+            policy_kwargs=dict(net_arch=[400, 300]),
+        ),
     ),
     ("PPO", "Pendulum-v1"): (
         4,
@@ -99,7 +131,7 @@ SB3_ZOO: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {
             tau=0.01,
             learning_starts=0,
             use_sde=True,
-            policy_kwargs=dict(log_std_init=-3.67, net_arch=[64, 64]),
+            policy_kwargs=dict(log_std_init=-3.67, net_arch=[64, 64], use_expln=True),
         ),
     ),
 }
@@ -125,6 +157,12 @@ def make_sb3_model(algo: str, env_id: str, seed: int, env: Any = None) -> Any:
     }
     if env is None:
         env = make_vec_env(env_id, n_envs=n_envs, seed=seed)
+    noise_type, noise_std = kwargs.pop("noise_type", None), kwargs.pop("noise_std", None)
+    if noise_type is not None:
+        if noise_type != "normal":
+            raise ValueError(f"unsupported zoo noise_type {noise_type!r} (only 'normal')")
+        dim = int(np.prod(env.action_space.shape))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), float(noise_std) * np.ones(dim))
     return getattr(sb3, algo)("MlpPolicy", env, seed=int(seed), device="cpu", verbose=0, **kwargs)
 
 

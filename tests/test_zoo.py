@@ -6,6 +6,7 @@ lines), and without it these tests skip.
 
 from __future__ import annotations
 
+import ast
 import csv
 import os
 import subprocess
@@ -21,6 +22,7 @@ pytest.importorskip("rl_zoo3", reason="rl_zoo3 (the zoo extra) is not installed;
 pytest.importorskip("optuna", reason="optuna (the zoo extra) is not installed; `make venv` installs it")
 
 from riskrl.agents import load_agent
+from riskrl.benchmark import SB3_ZOO
 
 TINY_DQN = "learning_starts:50 hidden:[16,16] n_members:3"
 TINY_MPC = (
@@ -181,3 +183,29 @@ def test_hyperparameter_files_build_agents() -> None:
             kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "n_envs")}
             agent = cls(env=env_id, seed=0, **kwargs)
             assert agent.env_id == env_id, textwrap.shorten(str(params), 80)
+
+
+# Keys of rl-baselines3-zoo's entries that SB3_ZOO leaves out on purpose: the training length and
+# policy class are the caller's, and observation normalisation would make the model act on other
+# inputs than the ones riskrl.evaluate gives every policy (documented next to SB3_ZOO).
+_ZOO_ONLY_KEYS = {"n_timesteps", "policy", "n_envs", "normalize"}
+
+
+@pytest.mark.parametrize("algo_env", sorted(SB3_ZOO), ids=lambda k: f"{k[0]}-{k[1]}")
+def test_sb3_zoo_table_matches_rl_zoo3s_own_hyperparameters(algo_env) -> None:
+    """riskrl.benchmark.SB3_ZOO equals rl-baselines3-zoo's hyperparams/<algo>.yml entry, key by key."""
+    rl_zoo3 = pytest.importorskip("rl_zoo3")
+    yaml = pytest.importorskip("yaml")
+    algo, env_id = algo_env
+    path = Path(rl_zoo3.__file__).parent / "hyperparams" / f"{algo.lower()}.yml"
+    zoo = yaml.load(path.read_text(), Loader=yaml.UnsafeLoader)[env_id]  # the zoo's own file ("!!float")
+    n_envs, ours = SB3_ZOO[algo_env]
+    assert n_envs == zoo.get("n_envs", 1)
+    expected = {k: v for k, v in zoo.items() if k not in _ZOO_ONLY_KEYS}
+    if "policy_kwargs" in expected:  # the zoo writes it as a Python expression string
+        call = ast.parse(expected["policy_kwargs"], mode="eval").body
+        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "dict"
+        expected["policy_kwargs"] = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    assert set(ours) == set(expected)
+    for key, value in expected.items():
+        assert ours[key] == value, f"{algo} on {env_id}: {key} is {ours[key]!r}, the zoo has {value!r}"
