@@ -312,7 +312,8 @@ def section_mpc() -> list[str]:
     lines += _mpc_block(
         "bench_agents_mpc_mcc.json",
         "MountainCarContinuous-v0, BayesMPC with optimism (label: k = `risk_tolerance`, w = "
-        "`disagreement_weight`, V = `terminal_value=True`) vs SAC (zoo)",
+        "`disagreement_weight`, V = `terminal_value=True`) vs SAC (zoo hyperparameters except the zoo's "
+        "`use_expln=True`, which riskrl's table lacked when this ran)",
     )
     opt = committed("mpc_mountaincar_optimism.json")
     if opt is not None:
