@@ -9,6 +9,10 @@ randomized priors), and plain DQN as the contrast:
 * ``ucb``: optimism, acting on ``mean - train_risk_tolerance * std`` with ``train_risk_tolerance=-1``;
 * ``eps_greedy``: risk-neutral (``mean`` only) with epsilon-greedy dithering (epsilon 0.05, as bsuite's
   DQN baseline), on the same randomized-prior ensemble (whose mean still carries the priors' diversity);
+* ``bsuite_boot_dqn`` / ``bsuite_dqn``: bsuite's *own* baseline agents (``bsuite.baselines.jax``,
+  ``default_agent``: boot_dqn with 20 members and prior scale 5, dqn with epsilon 0.05), run by
+  ``bsuite_baselines_worker.py`` in the interpreter given by ``--baseline-python`` (a venv with
+  bsuite 0.3.6, jax 0.4.30, dm-haiku 0.0.12, optax 0.2.2, rlax 0.1.6), same caps and stop rule;
 * ``dqn``: plain DQN as the contrast bsuite draws: one Q-network, no random prior, greedy on Q plus
   epsilon 0.05 (bsuite's dqn baseline, up to batch size, replay size and loss).
 
@@ -55,6 +59,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bsuite import sweep as bsuite_sweep
 from stable_baselines3.common.callbacks import BaseCallback
 
 from riskrl.agents import BayesDQN
@@ -102,6 +107,19 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "epsilon_end": 0.05,
     },
 }
+#: bsuite's own baseline agents (``bsuite.baselines.jax``, their ``default_agent``), run through
+#: ``bsuite_baselines_worker.py`` in the interpreter given by ``--baseline-python``: scheme -> agent
+BASELINES: dict[str, str] = {"bsuite_boot_dqn": "boot_dqn", "bsuite_dqn": "dqn"}
+ALL_SCHEMES: list[str] = [*SCHEMES, *BASELINES]
+
+
+def scheme_settings(scheme: str) -> dict[str, Any]:
+    """What a scheme runs: BayesDQN settings over BASE, or a bsuite baseline's default agent."""
+    if scheme in BASELINES:
+        return {"bsuite_baseline": f"bsuite.baselines.jax.{BASELINES[scheme]}.default_agent"}
+    return SCHEMES[scheme]
+
+
 #: bsuite's find_solution criteria: (threshold on the cumulative bad-episode fraction, first episode
 #: considered); deep_sea_stochastic is stricter so that luck with the env's noise does not count
 CRITERIA = {"deep_sea": (0.9, 1), "deep_sea_stochastic": (0.8, 100)}
@@ -110,8 +128,9 @@ CRITERIA = {"deep_sea": (0.9, 1), "deep_sea_stochastic": (0.8, 100)}
 REFERENCE = {
     "boot_dqn": "(20 members, randomized priors, 50-50 MLP) solves every size N = 10..50 within 10k episodes",
     "dqn": "(epsilon-greedy) solves none",
-    "other_experiments": "bsuite's published boot_dqn scores on deep_sea_stochastic and cartpole_swingup are "
-    "shown in its paper's figures only; no number is stored with this project, so none is quoted here",
+    "other_experiments": "bsuite's paper shows boot_dqn on deep_sea_stochastic and cartpole_swingup in figures only; "
+    "here bsuite's own boot_dqn (scheme bsuite_boot_dqn, bsuite.baselines.jax) runs in the same script with the "
+    "same caps where listed",
 }
 #: bsuite's boot_dqn baseline settings (bsuite/baselines/jax/boot_dqn/agent.py ``default_agent``, bsuite
 #: 0.3.6), for comparison with BASE: one SGD step of batch 128 per env step, 20 members, prior scale 5
@@ -249,6 +268,74 @@ def run_one(
     }
 
 
+def run_baseline(
+    scheme: str, bsuite_id: str, seed: int, csv_dir: Path, max_episodes: int, run_seconds: float, python: str
+) -> dict[str, Any]:
+    """One of bsuite's own baseline agents on one id (``bsuite_baselines_worker.py`` in ``python``), with
+    the caps and the deep_sea stop rule of :func:`run_one`; returns a record of the same shape."""
+    if not python:
+        raise SystemExit(
+            f"--jobs {scheme}: bsuite's baselines need --baseline-python (JAX, dm-haiku, optax, rlax)"
+        )
+    experiment = bsuite_id.split("/")[0]
+    spec: dict[str, Any] = {
+        "agent": BASELINES[scheme],
+        "bsuite_id": bsuite_id,
+        "seed": seed,
+        "csv_dir": str(csv_dir),
+        "max_episodes": max_episodes,
+        "run_seconds": run_seconds,
+    }
+    if experiment in CRITERIA:
+        threshold, min_episode = CRITERIA[experiment]
+        logged = [e for e in range(1, max_episodes + 1) if bsuite_logs(e)]
+        spec["stop"] = {"threshold": threshold, "min_episode": min_episode, "logged": logged}
+    worker = Path(__file__).with_name("bsuite_baselines_worker.py")
+    proc = subprocess.run(
+        [python, str(worker), json.dumps(spec)], capture_output=True, text=True, timeout=run_seconds + 600
+    )
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RECORD ")), None)
+    if line is None:
+        raise RuntimeError(
+            f"bsuite baseline {scheme} on {bsuite_id} failed:\n{(proc.stderr or proc.stdout)[-3000:]}"
+        )
+    out = json.loads(line[len("RECORD ") :])
+    record: dict[str, Any] = {
+        "scheme": scheme,
+        "experiment": experiment,
+        "bsuite_id": bsuite_id,
+        "seed": seed,
+        "episodes": out["episodes"],
+        "env_steps": out["env_steps"],
+        "stop_reason": out["stop_reason"],
+        "max_episodes": max_episodes,
+        "wall_s": out["wall_s"],
+        "cpu_s": out["cpu_s"],
+        "csv_dir": _rel(csv_dir),
+        "versions": out["versions"],
+    }
+    settings = bsuite_sweep.SETTINGS[bsuite_id]
+    if experiment in CRITERIA:
+        bad = out["bad_counts"]
+        ok = [e >= min_episode and bad[e - 1] / e < threshold for e in range(1, len(bad) + 1)]
+        record.update(
+            size=int(settings["size"]),
+            first_treasure_episode=out["first_treasure_episode"],
+            solved_episode_exact=next((e for e, good in enumerate(ok, 1) if good), None),
+            solved_episode_bsuite_logged=next(
+                (e for e, good in enumerate(ok, 1) if good and bsuite_logs(e)), None
+            ),
+        )
+    else:
+        record.update(
+            setting={k: float(v) for k, v in settings.items()},
+            best_episode=out["info"].get("best_episode"),
+            raw_return=out["info"].get("raw_return"),
+            total_upright=out["info"].get("total_upright"),
+        )
+    return record
+
+
 def _rel(csv_dir: Path) -> str:
     return str(csv_dir.relative_to(RESULTS) if csv_dir.is_relative_to(RESULTS) else csv_dir)
 
@@ -379,7 +466,7 @@ def growth(runs: list[dict[str, Any]], experiment: str, scheme: str) -> dict[str
 
 def summarise(runs: list[dict[str, Any]], bsuite_result: dict[str, Any] | None, config: dict) -> str:
     """The markdown report: episodes to solve per size and seed, scores, budget and what was not run."""
-    schemes = [s for s in SCHEMES if any(r["scheme"] == s for r in runs)]
+    schemes = [s for s in ALL_SCHEMES if any(r["scheme"] == s for r in runs)]
     cpu_min = sum(r["cpu_s"] for r in runs) / 60
     wall_min = sum(r["wall_s"] for r in runs) / 60
     load = config.get("loadavg_start")
@@ -568,12 +655,12 @@ def _csv_dir(recorded: str) -> Path:
 def parse_caps(text: str, default: int) -> dict[str, int | str]:
     """``scheme=N`` or ``scheme=score`` (per size: ``min(10000, 2**N + 100)``, where bsuite's deep_sea score
     stops counting a solve) for each scheme named; the others get ``default``."""
-    caps: dict[str, int | str] = dict.fromkeys(SCHEMES, default)
+    caps: dict[str, int | str] = dict.fromkeys(ALL_SCHEMES, default)
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
-        if name not in SCHEMES or not (value.isdigit() or value == "score"):
+        if name not in ALL_SCHEMES or not (value.isdigit() or value == "score"):
             raise SystemExit(
-                f"--max-episodes: expected scheme=N or scheme=score with a scheme in {list(SCHEMES)}, got {item!r}"
+                f"--max-episodes: expected scheme=N or scheme=score with a scheme in {ALL_SCHEMES}, got {item!r}"
             )
         caps[name] = value if value == "score" else int(value)
     return caps
@@ -607,8 +694,8 @@ def parse_jobs(text: str) -> list[tuple[str, list[str]]]:
     jobs = []
     for item in filter(None, text.split(";")):
         scheme, _, ids = item.partition(":")
-        if scheme not in SCHEMES:
-            raise SystemExit(f"--jobs: unknown scheme {scheme!r}; choose from {list(SCHEMES)}")
+        if scheme not in ALL_SCHEMES:
+            raise SystemExit(f"--jobs: unknown scheme {scheme!r}; choose from {ALL_SCHEMES}")
         jobs.append((scheme, expand_ids(ids)))
     return jobs
 
@@ -697,12 +784,12 @@ def merge_saved(paths: list[Path], out: str) -> tuple[dict[str, Any], list[dict[
     for src in sources:
         used = [r for r in chosen.values() if r["source"]["file"] == src["file"]]
         src["runs_used"] = len(used)
-        src["schemes_used"] = [s for s in SCHEMES if any(r["scheme"] == s for r in used)]
+        src["schemes_used"] = [s for s in ALL_SCHEMES if any(r["scheme"] == s for r in used)]
     staging = RESULTS / f".{out}_csv.merging"
     shutil.rmtree(staging, ignore_errors=True)
     merged = []
     for key in sorted(
-        chosen, key=lambda k: (list(SCHEMES).index(k[0]), k[1].split("/")[0], int(k[1].split("/")[1]), k[2])
+        chosen, key=lambda k: (ALL_SCHEMES.index(k[0]), k[1].split("/")[0], int(k[1].split("/")[1]), k[2])
     ):
         r = chosen[key]
         folder = f"{r['scheme']}-seed{r['seed']}"
@@ -715,8 +802,12 @@ def merge_saved(paths: list[Path], out: str) -> tuple[dict[str, Any], list[dict[
     schemes = {name: value for src in paths for name, value in _load_saved(src)[0].get("schemes", {}).items()}
     config = {
         **config,
-        "agents": [s for s in SCHEMES if any(r["scheme"] == s for r in merged)],
-        "schemes": {s: schemes.get(s, SCHEMES[s]) for s in SCHEMES if any(r["scheme"] == s for r in merged)},
+        "agents": [s for s in ALL_SCHEMES if any(r["scheme"] == s for r in merged)],
+        "schemes": {
+            s: schemes.get(s, scheme_settings(s))
+            for s in ALL_SCHEMES
+            if any(r["scheme"] == s for r in merged)
+        },
         "merged_from": sources,
     }
     return config, merged
@@ -751,6 +842,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--not-run", default="cartpole_swingup (1000 episodes x 1000 steps per size); N > 20")
     p.add_argument("--out", default="bsuite_deep_sea")
     p.add_argument(
+        "--baseline-python",
+        default="",
+        help="python of a venv with bsuite's JAX baselines (jax, dm-haiku, optax, rlax) for the bsuite_* schemes",
+    )
+    p.add_argument(
         "--merge",
         default="",
         help="comma-separated results JSONs to score as one set (a later file's run of the same scheme, id "
@@ -776,8 +872,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             agents = args.agents.split(",")
             for s in agents:
-                if s not in SCHEMES:
-                    raise SystemExit(f"--agents: unknown scheme {s!r}; choose from {list(SCHEMES)}")
+                if s not in ALL_SCHEMES:
+                    raise SystemExit(f"--agents: unknown scheme {s!r}; choose from {ALL_SCHEMES}")
             plan = [(s, i, seed) for i in expand_ids(args.ids) for seed in seeds for s in agents]
         overrides = parse_overrides(args.set)
         base = {**BASE, **overrides}
@@ -789,7 +885,7 @@ def main(argv: list[str] | None = None) -> None:
             "jobs": args.jobs or None,
             "base": base,
             "base_overrides": overrides,
-            "schemes": {s: SCHEMES[s] for s in agents},
+            "schemes": {s: scheme_settings(s) for s in agents},
             "max_episodes": parse_caps(args.max_episodes, 10_000),
             "run_seconds": args.run_seconds,
             "budget_minutes": args.budget_minutes,
@@ -811,15 +907,26 @@ def main(argv: list[str] | None = None) -> None:
             if time.time() > t_end:
                 skipped.append(f"{scheme}/{bsuite_id}/seed{seed}")
                 continue
-            rec = run_one(
-                scheme,
-                bsuite_id,
-                seed,
-                csv_root / f"{scheme}-seed{seed}",
-                caps[(scheme, bsuite_id)],
-                args.run_seconds,
-                base,
-            )
+            if scheme in BASELINES:
+                rec = run_baseline(
+                    scheme,
+                    bsuite_id,
+                    seed,
+                    csv_root / f"{scheme}-seed{seed}",
+                    caps[(scheme, bsuite_id)],
+                    args.run_seconds,
+                    args.baseline_python,
+                )
+            else:
+                rec = run_one(
+                    scheme,
+                    bsuite_id,
+                    seed,
+                    csv_root / f"{scheme}-seed{seed}",
+                    caps[(scheme, bsuite_id)],
+                    args.run_seconds,
+                    base,
+                )
             runs.append(rec)
             print(json.dumps(rec), flush=True)
         config["skipped_for_budget"] = skipped
@@ -838,7 +945,7 @@ def main(argv: list[str] | None = None) -> None:
         "growth": {
             f"{e}/{s}": growth(runs, e, s)
             for e in sorted({r["experiment"] for r in runs if r["experiment"] in CRITERIA})
-            for s in SCHEMES
+            for s in ALL_SCHEMES
         },
         "reference": REFERENCE,
         "boot_dqn_settings": BOOT_DQN_SETTINGS,
