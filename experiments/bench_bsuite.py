@@ -847,6 +847,9 @@ def main(argv: list[str] | None = None) -> None:
         help="python of a venv with bsuite's JAX baselines (jax, dm-haiku, optax, rlax) for the bsuite_* schemes",
     )
     p.add_argument(
+        "--run-commit", default="", help="with --rescore of a run log: the git commit the runs were made at"
+    )
+    p.add_argument(
         "--merge",
         default="",
         help="comma-separated results JSONs to score as one set (a later file's run of the same scheme, id "
@@ -865,6 +868,8 @@ def main(argv: list[str] | None = None) -> None:
         run_provenance = None  # each run records its own source file and code version
     elif args.rescore:
         config, runs, run_provenance = _load_saved(Path(args.rescore))
+        if args.run_commit:  # a log records no code version: the commit its runs were made at
+            run_provenance = {"git_commit": args.run_commit, "from_log": Path(args.rescore).name}
     else:
         seeds = [int(s) for s in args.seeds.split(",")]
         if args.jobs:
