@@ -586,6 +586,12 @@ def _bsuite_cell(runs: list[dict[str, Any]]) -> str:
     or ``- (episodes run, why the run stopped)``."""
     if not runs:
         return "not run"
+    if all(r.get("size") is None for r in runs):  # cartpole_swingup: no solved criterion
+        return ", ".join(
+            f"best episode {float(r.get('best_episode') or 0.0):.1f} ({r['episodes']} episodes, "
+            f"{r.get('stop_reason') or 'stopped'})"
+            for r in sorted(runs, key=lambda r: r["seed"])
+        )
     parts, solved = [], 0
     for r in sorted(runs, key=lambda r: r["seed"]):
         episode = r.get("solved_episode_bsuite_logged")

@@ -121,7 +121,7 @@ def test_bsuite_block_takes_more_sizes_seeds_and_experiments() -> None:
                   "solved_episode_bsuite_logged": None, "stop_reason": "episode cap"})  # fmt: skip
     # an experiment with no size (cartpole_swingup) and no bsuite score for it
     extra.append({"scheme": "thompson", "experiment": "cartpole_swingup", "bsuite_id": "cartpole_swingup/0",
-                  "seed": 0, "episodes": 40, "stop_reason": "episode cap"})  # fmt: skip
+                  "seed": 0, "episodes": 40, "stop_reason": "episode cap", "best_episode": 12.5})  # fmt: skip
     data["runs"] = runs + extra
     data["bsuite_analysis"]["agents"]["thompson/seed2|deep_sea"] = {"score": 0.0}
     data["growth"] = None
@@ -134,7 +134,9 @@ def test_bsuite_block_takes_more_sizes_seeds_and_experiments() -> None:
     n20 = len(at20) + sum(r["seed"] == 0 for r in at20)
     assert f"| 20 | {n20}/{n20}: {logged}, 1234 |" in block
     assert "| 50 | 0/1: - (9000, episode cap) | not run | not run |" in block
-    assert "**cartpole_swingup**" in block and "| cartpole_swingup/0 | 0/1: - (40, episode cap) |" in block
+    # no solved criterion there: the best episode's return instead
+    assert "**cartpole_swingup**" in block
+    assert "| cartpole_swingup/0 | best episode 12.5 (40 episodes, episode cap) |" in block
     seed_scores = [
         v["score"]
         for k, v in data["bsuite_analysis"]["agents"].items()
