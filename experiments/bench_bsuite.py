@@ -788,9 +788,14 @@ def merge_saved(paths: list[Path], out: str) -> tuple[dict[str, Any], list[dict[
     staging = RESULTS / f".{out}_csv.merging"
     shutil.rmtree(staging, ignore_errors=True)
     merged = []
-    for key in sorted(
-        chosen, key=lambda k: (ALL_SCHEMES.index(k[0]), k[1].split("/")[0], int(k[1].split("/")[1]), k[2])
-    ):
+
+    def order(key: tuple[str, str, int]) -> tuple[int, str, int, int, int]:
+        """deep_sea, then deep_sea_stochastic, then the other experiments; then scheme, id, seed."""
+        experiment, _, index = key[1].partition("/")
+        rank = list(CRITERIA).index(experiment) if experiment in CRITERIA else len(CRITERIA)
+        return rank, experiment, ALL_SCHEMES.index(key[0]), int(index), key[2]
+
+    for key in sorted(chosen, key=order):
         r = chosen[key]
         folder = f"{r['scheme']}-seed{r['seed']}"
         (staging / folder).mkdir(parents=True, exist_ok=True)
