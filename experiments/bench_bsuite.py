@@ -870,6 +870,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.merge:
         config, runs = merge_saved([Path(x) for x in args.merge.split(",") if x], args.out)
+        config["not_run"] = args.not_run  # what the merged set leaves out (not the first file's note)
         run_provenance = None  # each run records its own source file and code version
     elif args.rescore:
         config, runs, run_provenance = _load_saved(Path(args.rescore))
