@@ -718,7 +718,7 @@ def render_bsuite(res: Results) -> list[str]:
     return lines
 
 
-section_bsuite = uses("bsuite_deep_sea.json")(render_bsuite)
+section_bsuite = uses("bsuite.json")(render_bsuite)  # the merged sweep (bench_bsuite.py --merge)
 
 #: a run has levelled off at the first evaluation from which every later one is this close to its last
 LEVEL_TOLERANCE = 5.0
