@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import dataclasses
 import json
 import math
 import os
@@ -62,7 +63,7 @@ import torch
 from bsuite import sweep as bsuite_sweep
 from stable_baselines3.common.callbacks import BaseCallback
 
-from riskrl.agents import BayesDQN
+from riskrl.agents import BayesDQN, BayesDQNConfig
 from riskrl.bsuite import BsuiteEnv
 from riskrl.results import write_results
 
@@ -700,13 +701,16 @@ def parse_jobs(text: str) -> list[tuple[str, list[str]]]:
     return jobs
 
 
+CONFIG_FIELDS = {f.name for f in dataclasses.fields(BayesDQNConfig)}
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["n_members=20", "prior_scale=5"]`` -> ``{"n_members": 20, "prior_scale": 5}`` (Python literals)."""
     out = {}
     for item in items:
         key, _, value = item.partition("=")
-        if key not in BASE:
-            raise SystemExit(f"--set: {key!r} is not a field of the base config {list(BASE)}")
+        if key not in CONFIG_FIELDS:
+            raise SystemExit(f"--set: {key!r} is not a BayesDQNConfig field ({sorted(CONFIG_FIELDS)})")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError) as err:
