@@ -641,6 +641,14 @@ def _settings(value: dict[str, Any]) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in value.items())
 
 
+def _base_diff(base: dict[str, Any] | None, reference: dict[str, Any] | None) -> str:
+    """``, agent with k=v, ...``: where a merged source's agent config differs from the first's."""
+    if not base or not reference:
+        return ""
+    diff = {k: v for k, v in base.items() if reference.get(k) != v}
+    return f", agent with `{_settings(diff)}`" if diff else ""
+
+
 def render_bsuite(res: Results) -> list[str]:
     """The bsuite results: per experiment, runs solved per size and scheme, bsuite's score, budget."""
     data, cfg = res.data, res.data.get("config") or {}
@@ -672,6 +680,7 @@ def render_bsuite(res: Results) -> list[str]:
                 f"{k} {v}" for k, v in (m.get("max_episodes") or {}).items() if k in m["schemes_used"]
             )
             + f", wall-clock cap {m['run_seconds']:g} s"
+            + _base_diff(m.get("base"), cfg.get("base"))
             for m in merged
             if m["runs_used"]
         )
