@@ -86,6 +86,13 @@ BASE: dict[str, Any] = {
     "tau": 1.0,
     "target_update_interval": 4,
     "utd_ratio": 1.0,
+    # bsuite boot_dqn's squared loss and plain Q-learning targets (riskrl's defaults: Huber, Double-DQN).
+    # With the defaults Thompson never reached deep_sea_stochastic's treasure (N = 10, 12; also with 20
+    # members and batch 128); with both of these it solved N = 10 / 12 at episodes 500 / 140, with
+    # either alone not (results/bsuite_probe_stochastic_*.md). The deterministic sweep N = 10..28
+    # (results/bsuite_deep_sea.json) ran before this change, with the defaults.
+    "double_q": False,
+    "loss": "mse",
 }
 SCHEMES: dict[str, dict[str, Any]] = {
     "thompson": {"exploration": "thompson", "thompson_resample": "episode"},
