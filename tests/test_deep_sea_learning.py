@@ -1,5 +1,6 @@
 """Deep exploration, CI-sized: BayesDQN's default (Thompson) exploration solves deep_sea N = 10 on the
-torch-batched env, and risk-neutral epsilon-greedy does not within the same budget."""
+torch-batched env, and risk-neutral epsilon-greedy does not within the same budget: neither on the
+mean of the same randomized-prior ensemble nor as plain DQN (one network, no prior)."""
 
 from __future__ import annotations
 
@@ -55,4 +56,19 @@ def test_thompson_solves_deep_sea_and_epsilon_greedy_does_not() -> None:
     )
     assert int(env.total_bad_episodes.sum()) / episodes > 0.95
     assert float(env.denoised_return.sum()) == 0.0  # dithering never reached the corner
+    assert _greedy_return(agent) < 0.5
+
+    # plain DQN as in bsuite's dqn baseline: one network, no randomized prior, epsilon-greedy
+    # (experiments/bench_bsuite.py's "dqn" scheme)
+    agent, env = _train(
+        seed=0,
+        n_members=1,
+        prior_scale=0.0,
+        exploration="ucb",
+        train_risk_tolerance=0.0,
+        epsilon_start=0.05,
+        epsilon_end=0.05,
+    )
+    assert int(env.total_bad_episodes.sum()) / episodes > 0.95
+    assert float(env.denoised_return.sum()) == 0.0
     assert _greedy_return(agent) < 0.5
