@@ -538,6 +538,10 @@ def render_robustness(res: Results) -> list[str]:
         + ", ".join(f"{algo.removeprefix('SB3-')} {budget // 1000}k" for algo, budget in ZOO_BUDGETS.items())
         + " steps on CartPole). Full tables, per-seed values and heatmaps: "
         f"`experiments/results/{name}.md`. " + res.source,
+        *(
+            f"\n![{p.stem}](experiments/results/{p.name})"
+            for p in sorted(RESULTS.glob(f"{name}_{env_id}_*.png"))
+        ),
     ]
 
 
@@ -748,6 +752,14 @@ def render_bsuite(res: Results) -> list[str]:
     if skipped:
         tail.append(f"Skipped for the time budget: {', '.join(skipped)}.")
     lines += ["", " ".join([*tail, res.source])]
+    plot = RESULTS / f"{Path(res.name).stem}_scaling.png"
+    if plot.exists():
+        lines += [
+            "",
+            "bsuite's own deep_sea plot (its `analysis.plot_scaling`; dashed: 2^N, what dithering needs):",
+            "",
+            f"![bsuite deep_sea scaling](experiments/results/{plot.name})",
+        ]
     return lines
 
 
@@ -845,6 +857,13 @@ def section_speed() -> list[str]:
         for env_id in dict.fromkeys(r["env_id"] for r in res.data["summary"]):
             lines += ["", _speed_env(res, env_id)]
     lines += ["", "Source: " + "; ".join(res.cited for res in files) + "."]
+    plots = [RESULTS / Path(res.name).with_suffix(".png") for res in files]
+    lines += [
+        "",
+        "Return against training CPU seconds, every seed (dashed: the threshold):",
+        "",
+        *(f"![{p.stem}](experiments/results/{p.name})" for p in plots if p.exists()),
+    ]
     return lines
 
 
