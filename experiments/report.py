@@ -329,35 +329,6 @@ def section_mpc() -> list[str]:
     return lines
 
 
-@uses("risk_sweep_cartpole.json")
-def section_risk_sweep(res: Results) -> list[str]:
-    cfg = res.data["config"]
-    hidden = cfg["agent_kwargs"].get("hidden", "(64, 64), BayesDQN's default when this was run")
-    by = {(r["seed"], r["perturbation"], r["risk_tolerance"]): r for r in res.data["rows"]}
-    rows = []
-    for p in (p["name"] for p in cfg["perturbations"]):
-        for k in (k for k in cfg["risk_tolerances"] if k != 0.0):
-            dm = [by[(s, p, k)]["mean"] - by[(s, p, 0.0)]["mean"] for s in cfg["seeds"]]
-            dc = [by[(s, p, k)]["cvar"] - by[(s, p, 0.0)]["cvar"] for s in cfg["seeds"]]
-            rows.append([p, f"{k:g}", sd(dm, 0), sd(dc, 0), f"{min(dc):.0f} .. {max(dc):.0f}"])
-    return [
-        f"**What `risk_tolerance` buys online** (`experiments/risk_sweep.py`, {cfg['agent']} with Q-nets "
-        f"{hidden}, {cfg['total_timesteps']} training steps, {len(cfg['seeds'])} seeds, "
-        f"{cfg['n_eval_episodes']} episodes per point). Paired difference to `risk_tolerance = 0` "
-        "(same trained agent), mean ± SD over seeds, and the per-seed range:",
-        "",
-        *table(
-            ["dynamics", "risk_tolerance", "Δ mean return", "Δ CVaR_0.1", "Δ CVaR per seed (min .. max)"],
-            "lrrrr",
-            rows,
-        ),
-        "",
-        f"Seeds disagree a lot: with {len(cfg['seeds'])} seeds none of these differences is separated from seed "
-        "noise. This sweep predates the current BayesDQN defaults; issue #14 replaces it with a grid-based study. "
-        + res.source,
-    ]
-
-
 @uses("demo/bench.json", "demo/demo.json", "demo/sweep.json")
 def section_demo(bench: Results, meta: Results, sweep: Results) -> list[str]:
     summary = {r["algo"]: r for r in bench.data["summary"]}
@@ -1008,7 +979,6 @@ BLOCKS: dict[str, list[Section]] = {
         section_wallclock,
         section_mpc,
         section_robustness,
-        section_risk_sweep,
         section_demo,
         section_rollouts,
         section_offline,
