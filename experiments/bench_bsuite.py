@@ -14,7 +14,7 @@ randomized priors), and plain DQN as the contrast:
   ``bsuite_baselines_worker.py`` in the interpreter given by ``--baseline-python`` (a venv with
   bsuite 0.3.6, jax 0.4.30, dm-haiku 0.0.12, optax 0.2.2, rlax 0.1.6), same caps and stop rule;
 * ``dqn``: plain DQN as the contrast bsuite draws: one Q-network, no random prior, greedy on Q plus
-  epsilon 0.05 (bsuite's dqn baseline, up to batch size, replay size and loss).
+  epsilon 0.05 (bsuite's dqn baseline, up to batch size and replay size).
 
 A run stops when bsuite's deep_sea criterion is met at one of the episodes bsuite's logger writes
 (cumulative fraction of bad episodes below 0.9, ``bsuite.experiments.deep_sea.analysis.find_solution``),
@@ -105,7 +105,8 @@ SCHEMES: dict[str, dict[str, Any]] = {
     },
     # plain DQN, as close to bsuite's dqn baseline as BayesDQN allows: one Q-network, no random prior
     # (so no epistemic std: acting is greedy on Q), epsilon 0.05. bsuite's dqn differs in its batch
-    # (32), replay (10k) and squared loss; riskrl keeps BASE's batch 64, Huber loss and Double-DQN.
+    # (32) and replay (10k); riskrl keeps BASE's (the committed dqn runs predate BASE's squared loss
+    # and plain Q targets: they ran with Huber and Double-DQN, as their config records).
     "dqn": {
         "n_members": 1,
         "prior_scale": 0.0,
@@ -762,13 +763,14 @@ def merge_saved(paths: list[Path], out: str) -> tuple[dict[str, Any], list[dict[
     merged set. The config is the first file's, plus ``merged_from`` (each file's caps and budget).
     """
     chosen: dict[tuple[str, str, int], dict[str, Any]] = {}
-    sources, config = [], None
+    sources, config, schemes = [], None, {}
     for path in paths:
         cfg, runs, prov = _load_saved(path)
         if path.suffix != ".json":
             raise SystemExit(f"--merge {path}: expected a results JSON of this script")
         commit = (prov or {}).get("git_commit")
         config = config or cfg
+        schemes.update(cfg.get("schemes", {}))
         sources.append(
             {
                 "file": path.name,
@@ -815,7 +817,6 @@ def merge_saved(paths: list[Path], out: str) -> tuple[dict[str, Any], list[dict[
     final = RESULTS / f"{out}_csv"
     shutil.rmtree(final, ignore_errors=True)  # the sources' CSVs are already copied
     staging.rename(final)
-    schemes = {name: value for src in paths for name, value in _load_saved(src)[0].get("schemes", {}).items()}
     config = {
         **config,
         "agents": [s for s in ALL_SCHEMES if any(r["scheme"] == s for r in merged)],
