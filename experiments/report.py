@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_agents import ZOO_BUDGETS, group_runs, reached_500
-from robustness import bootstrap_ci
+from robustness import bootstrap_ci, paired_delta
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
@@ -442,9 +442,7 @@ def section_offline(res: Results) -> list[str]:
 
 def _paired_worst(rows: list[dict[str, Any]], method: str, k: float) -> tuple[float, float, float] | None:
     """Mean and 95% bootstrap interval over seeds of the worst cell at ``k`` minus at risk_tolerance 0."""
-    base = {r["seed"]: r["worst"] for r in rows if r["method"] == method and r["risk_tolerance"] == 0.0}
-    d = np.array([r["worst"] - base[r["seed"]] for r in rows if r["method"] == method and r["risk_tolerance"] == k
-                  and r["seed"] in base])  # fmt: skip
+    d = paired_delta(rows, method, k)
     if len(d) == 0:
         return None
     lo, hi = bootstrap_ci(d)

@@ -177,6 +177,19 @@ def bootstrap_ci(x: np.ndarray, seed: int = 0, n: int = 10_000) -> tuple[float, 
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
 
 
+def paired_delta(rows: list[dict[str, Any]], method: str, k: float, metric: str = "worst") -> np.ndarray:
+    """Per seed, ``metric`` at risk_tolerance ``k`` minus at 0 for the same trained agent, in the order of
+    ``rows`` (rows of one env, grid and budget)."""
+    base = {r["seed"]: r[metric] for r in rows if r["method"] == method and r["risk_tolerance"] == 0.0}
+    return np.array(
+        [
+            r[metric] - base[r["seed"]]
+            for r in rows
+            if r["method"] == method and r["risk_tolerance"] == k and r["seed"] in base
+        ]
+    )
+
+
 def _ms(x: list[float]) -> str:
     return f"{np.mean(x):.1f} ± {np.std(x):.1f}"
 
@@ -229,15 +242,10 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             for method, budget, k in keys:
                 if k in (None, 0.0):
                     continue
-                pairs = [
-                    (r, next(z for z in g if (z["method"], z["budget"], z["seed"], z["risk_tolerance"])
-                             == (method, budget, r["seed"], 0.0)))
-                    for r in g
-                    if (r["method"], r["budget"], r["risk_tolerance"]) == (method, budget, k)
-                ]  # fmt: skip
+                at_budget = [r for r in g if r["budget"] == budget]
                 cells = []
                 for metric in ("average", "worst"):
-                    d = np.array([a[metric] - b[metric] for a, b in pairs])
+                    d = paired_delta(at_budget, method, k, metric)
                     lo, hi = bootstrap_ci(d)
                     cells.append(f"{d.mean():+.1f} [{lo:+.1f}, {hi:+.1f}]")
                 lines.append(f"| {method} | {budget} | {k:g} | {cells[0]} | {cells[1]} |")
@@ -278,14 +286,7 @@ def targets(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
             agent = spec.riskrl_agent
             best_k, best_lo, best_mean = None, -np.inf, -np.inf
             for k in [k for k in args.risk_tolerances if k != 0.0]:
-                d = np.array(
-                    [
-                        r["worst"] - next(z["worst"] for z in g if z["method"] == agent and z["seed"] == r["seed"]
-                                          and z["risk_tolerance"] == 0.0)
-                        for r in g
-                        if r["method"] == agent and r["risk_tolerance"] == k
-                    ]
-                )  # fmt: skip
+                d = paired_delta(g, agent, k)
                 if len(d) and d.mean() > best_mean:
                     best_k, best_mean, best_lo = k, float(d.mean()), bootstrap_ci(d)[0]
             met = best_lo > 0
