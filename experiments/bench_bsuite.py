@@ -170,13 +170,21 @@ def bsuite_logs(episode: int) -> bool:
     )
 
 
+def meets_criterion(experiment: str, episode: int, bad: int) -> bool:
+    """bsuite's solved criterion after ``episode`` episodes of which ``bad`` were bad (``CRITERIA``).
+    (``bsuite_baselines_worker.py`` applies the same rule from the threshold it is given: it cannot
+    import this module.)"""
+    threshold, min_episode = CRITERIA[experiment]
+    return episode >= min_episode and bad / episode < threshold
+
+
 class DeepSeaTracker(BaseCallback):
     """Counts episodes and bad episodes from bsuite's env; stops when bsuite would call it solved."""
 
     def __init__(self, env: BsuiteEnv, max_episodes: int, deadline: float) -> None:
         super().__init__()
         self.env, self.max_episodes, self.deadline = env, max_episodes, deadline
-        self.thresh, self.min_episode = CRITERIA[env.bsuite_id.split("/")[0]]
+        self.experiment = env.bsuite_id.split("/")[0]
         self.solved_exact: int | None = None  # first episode with cumulative bad fraction < thresh
         self.solved_logged: int | None = None  # ... among the episodes bsuite's logger writes
         self.episodes = 0
@@ -192,7 +200,7 @@ class DeepSeaTracker(BaseCallback):
         bad = int(info["total_bad_episodes"])
         if self.first_treasure is None and float(info["denoised_return"]) > 0:
             self.first_treasure = episode
-        ok = episode >= self.min_episode and bad / episode < self.thresh
+        ok = meets_criterion(self.experiment, episode, bad)
         if self.solved_exact is None and ok:
             self.solved_exact = episode
         if self.solved_logged is None and bsuite_logs(episode) and ok:
@@ -326,7 +334,7 @@ def run_baseline(
     settings = bsuite_sweep.SETTINGS[bsuite_id]
     if experiment in CRITERIA:
         bad = out["bad_counts"]
-        ok = [e >= min_episode and bad[e - 1] / e < threshold for e in range(1, len(bad) + 1)]
+        ok = [meets_criterion(experiment, e, bad[e - 1]) for e in range(1, len(bad) + 1)]
         record.update(
             size=int(settings["size"]),
             first_treasure_episode=out["first_treasure_episode"],
