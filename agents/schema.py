@@ -219,7 +219,10 @@ def adam_spec(params: list[torch.Tensor], reference: torch.optim.Optimizer) -> C
                 )
             elif key in ("lr", "eps", "weight_decay"):
                 JsonSpec("float", 0.0, 10.0).check(v, f"{gw}.{key}")
-            elif key in ("capturable", "differentiable", "fused", "foreach"):
+            elif key in ("fused", "foreach"):  # the writer's Adam implementation; the loader keeps its own
+                if v is not None and not isinstance(v, bool):
+                    raise CheckpointError(f"{gw}.{key} must be true, false or null, got {str(v)[:40]}")
+            elif key in ("capturable", "differentiable"):
                 if v != ref or type(v) is not type(ref):  # riskrl never sets these
                     raise CheckpointError(f"{gw}.{key} must be {ref!r}, got {str(v)[:40]}")
             elif isinstance(ref, bool):

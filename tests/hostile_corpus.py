@@ -203,6 +203,11 @@ def build_corpus(tmp: Path, dqn: Path, mpc: Path) -> dict[str, tuple[Path, str]]
     variant("weights_wrong_shape", r"shape", lambda m, t: t.update({w: t[w].reshape(-1)}))
     opt = _optimizer_ref(dm, 0, "exp_avg")
     variant("optimizer_shape", r"optimizer", lambda m, t: t.update({opt: torch.zeros(3)}))
+    variant(
+        "optimizer_fused_string",
+        r"fused",
+        lambda m, t: m["state"]["training"]["optimizer"]["param_groups"][0].update(fused="cuda:0"),
+    )
     env_s = ref(dm, "training", "env", "state")
     variant(
         "env_state_shape", r"env", lambda m, t: t.update({env_s: torch.zeros(7, 7, dtype=t[env_s].dtype)})

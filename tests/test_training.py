@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from riskrl.bayes import BayesMLP, Trainer, copy_buffers, fit, polyak_update
+from riskrl.bayes.training import make_adam
 
 
 def _data(n: int = 40, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,6 +103,52 @@ def test_resume_from_state_dict_continues_identically() -> None:
     fresh.generator.set_state(saved[2])
     list(fresh.train(x, y, epochs=2))
     assert not all(torch.equal(a, b) for a, b in zip(_weights(straight_model), _weights(fresh_model)))
+
+
+def test_fused_adam_computes_torchs_adam_update_up_to_rounding() -> None:
+    """The fused kernel (where the device has one) follows torch's reference Adam over 200 steps of a
+    real fit, weight decay included; on CPU the trainer does use it."""
+    x, y = _data(40)
+    runs = []
+    for fused in (True, False):
+        model = _ensemble()
+        trainer = _trainer(model, seed=3)
+        if not fused:
+            trainer.optimizer = torch.optim.Adam(trainer.params, lr=1e-2, weight_decay=1e-3)
+        else:
+            trainer.optimizer = make_adam(trainer.params, lr=1e-2, weight_decay=1e-3)
+        list(trainer.train(x, y, epochs=40))  # 200 steps
+        runs.append((_weights(model), trainer.optimizer.param_groups[0]["fused"]))
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):  # fused Adam on CPU since 2.4
+        assert runs[0][1] is True
+    assert not runs[1][1]
+    for a, b in zip(runs[0][0], runs[1][0]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_unfused_adam_state_loads_into_a_fused_trainer() -> None:
+    """A state written by torch's default Adam (older riskrl) restores the moments and step counts and
+    keeps the loading trainer's fused kernel; the continued fit matches the unfused one to rounding."""
+    x, y = _data(40)
+    old_model = _ensemble()
+    old = _trainer(old_model, seed=3)
+    old.optimizer = torch.optim.Adam(old.params, lr=1e-2)
+    list(old.train(x, y, epochs=2))
+    state = copy.deepcopy(old.state_dict())
+    assert not state["param_groups"][0]["fused"]
+    new_model = _ensemble(seed=99)
+    new_model.load_state_dict(old_model.state_dict())
+    new = _trainer(new_model, seed=0)
+    new.load_state_dict(state)
+    assert new.optimizer.param_groups[0]["fused"] == make_adam(new.params, lr=1e-2).param_groups[0]["fused"]
+    assert int(next(iter(new.optimizer.state.values()))["step"]) == 10
+    for s_old, s_new in zip(old.optimizer.state.values(), new.optimizer.state.values()):
+        assert torch.equal(s_old["exp_avg_sq"], s_new["exp_avg_sq"])
+    new.generator.set_state(old.generator.get_state())
+    list(old.train(x, y, epochs=2))
+    list(new.train(x, y, epochs=2))
+    for a, b in zip(_weights(old_model), _weights(new_model)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_generic_step_and_loss_accounting() -> None:
