@@ -38,7 +38,7 @@ from riskrl import robustness_grid
 from riskrl.agents import BayesDQN, BayesMPC
 from riskrl.benchmark import SB3_ZOO, make_sb3_model
 from riskrl.envs import SB3VecEnv, make_vec
-from riskrl.results import write_results
+from riskrl.results import code_version, write_results
 
 RESULTS = Path(__file__).parent / "results"
 RISK_TOLERANCES = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -216,6 +216,18 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"Seeds {seeds}; training budget {args.steps} steps; DR ranges {spec.randomize}.",
             "",
         ]
+        versions: dict[str, set[int]] = {}
+        for r in env_rows:
+            versions.setdefault(str(r.get("git_commit"))[:8], set()).add(r["seed"])
+        if len(versions) > 1:  # runs appended at other code versions (same config)
+            lines += [
+                "Code versions (seeds run at each): "
+                + "; ".join(
+                    f"`{c}`: {sorted(s)}" for c, s in sorted(versions.items(), key=lambda kv: min(kv[1]))
+                )
+                + ".",
+                "",
+            ]
         for grid_name, grid in spec.grids.items():
             g = [r for r in env_rows if r["grid"] == grid_name]
             if not g:
@@ -391,7 +403,11 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     json_path = results / f"{args.out}.json"
     if (args.append or args.report_only) and json_path.exists():
-        rows = json.loads(json_path.read_text())["rows"]
+        loaded = json.loads(json_path.read_text())
+        rows = loaded["rows"]
+        for r in rows:  # rows written before runs recorded their commit: the file's provenance has it
+            r.setdefault("git_commit", loaded.get("provenance", {}).get("git_commit"))
+    commit = code_version()["git_commit"]
     done = {(r["env_id"], r["method"], r["seed"]) for r in rows}
     config = {k: v for k, v in vars(args).items()}
     config["envs_spec"] = {e: dataclasses.asdict(ENVS[e]) for e in envs}
@@ -409,7 +425,7 @@ def main() -> None:
             for method in methods:
                 if args.report_only or (env_id, method, seed) in done:
                     continue
-                new = run_one(env_id, method, seed, args)
+                new = [{**r, "git_commit": commit} for r in run_one(env_id, method, seed, args)]
                 rows += new
                 print(
                     f"{env_id} {method} seed {seed}: "
