@@ -454,7 +454,10 @@ def render_robustness(res: Results) -> list[str]:
     cfg = res.data["config"]
     env_id = next(iter(cfg["envs_spec"]))
     all_rows = res.data["rows"]
-    rows = [r for r in all_rows if r["budget"] == cfg["steps"]]
+    sb3_steps = cfg.get("sb3_steps") or cfg["steps"]  # SB3's own budget where the run gave it one
+    rows = [
+        r for r in all_rows if r["budget"] == (sb3_steps if r["method"].startswith("SB3-") else cfg["steps"])
+    ]
     seeds = sorted({r["seed"] for r in rows})
     cells, raised, lowered = [], [], []
     for grid in dict.fromkeys(r["grid"] for r in rows):
@@ -502,10 +505,17 @@ def render_robustness(res: Results) -> list[str]:
         ),
         "",
         f"Worst cell raised by a positive risk_tolerance with a 95% interval above zero: {', '.join(raised) or 'none'}"
-        f"; lowered with an interval below zero: {', '.join(lowered) or 'none'}. The SB3 baselines had the same "
-        "training budget, far less than their zoo budgets ("
-        + ", ".join(f"{algo.removeprefix('SB3-')} {budget // 1000}k" for algo, budget in ZOO_BUDGETS.items())
-        + " steps on CartPole). Full tables, per-seed values and heatmaps: "
+        f"; lowered with an interval below zero: {', '.join(lowered) or 'none'}. "
+        + (
+            f"The SB3 baselines trained for {sb3_steps} steps (riskrl's agents {cfg['steps']}). "
+            if sb3_steps != cfg["steps"]
+            else "The SB3 baselines had the same training budget, far less than their zoo budgets ("
+            + ", ".join(
+                f"{algo.removeprefix('SB3-')} {budget // 1000}k" for algo, budget in ZOO_BUDGETS.items()
+            )
+            + " steps on CartPole). "
+        )
+        + "Full tables, per-seed values and heatmaps: "
         f"`experiments/results/{name}.md`. " + res.source,
         *(
             f"\n![{p.stem}](experiments/results/{p.name})"
@@ -514,7 +524,7 @@ def render_robustness(res: Results) -> list[str]:
     ]
 
 
-ROBUSTNESS = ("robustness.json", "robustness_acrobot.json")
+ROBUSTNESS = ("robustness.json", "robustness_acrobot.json", "robustness_pendulum.json")
 
 
 def section_robustness() -> list[str]:

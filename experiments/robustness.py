@@ -143,10 +143,11 @@ def run_one(env_id: str, method: str, seed: int, args: argparse.Namespace) -> li
             )
         )
         model = make_sb3_model(algo, env_id, seed, env=venv)
-        model.learn(args.steps)
+        steps = full_steps(method, args)
+        model.learn(steps)
         train_s = time.perf_counter() - t0
         for r in evaluate_all(model, env_id, spec, args, None):
-            rows.append({**base, "budget": args.steps, "train_seconds": train_s, **r})
+            rows.append({**base, "budget": steps, "train_seconds": train_s, **r})
         return rows
     cls = AGENTS[spec.riskrl_agent]
     env: Any = make_vec(env_id, 1, randomize=spec.randomize) if dr else env_id
@@ -165,6 +166,16 @@ def run_one(env_id: str, method: str, seed: int, args: argparse.Namespace) -> li
     for r in rows:
         r["train_seconds"] = train_s
     return rows
+
+
+def full_steps(method: str, args: argparse.Namespace) -> int:
+    """A method's whole training budget: ``--sb3-steps`` for SB3 (when given), else ``--steps``."""
+    return args.sb3_steps if method.startswith("SB3-") and args.sb3_steps else args.steps
+
+
+def is_full_budget(row: dict[str, Any], args: argparse.Namespace) -> bool:
+    """Whether ``row`` was evaluated after its method's whole training budget."""
+    return row["budget"] == full_steps(row["method"], args)
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -213,7 +224,9 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines += [
             f"## {env_id}",
             "",
-            f"Seeds {seeds}; training budget {args.steps} steps; DR ranges {spec.randomize}.",
+            f"Seeds {seeds}; training budget {args.steps} steps"
+            + (f" (SB3: {args.sb3_steps})" if args.sb3_steps else "")
+            + f"; DR ranges {spec.randomize}.",
             "",
         ]
         versions: dict[str, set[int]] = {}
@@ -263,7 +276,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 lines.append(f"| {method} | {budget} | {k:g} | {cells[0]} | {cells[1]} |")
             lines += ["", "Per seed, worst cell (full budget):", ""]
             for method, budget, k in keys:
-                if budget != args.steps:
+                if budget != full_steps(method, args):
                     continue
                 rs = sorted(
                     (r for r in g if (r["method"], r["budget"], r["risk_tolerance"]) == (method, budget, k)),
@@ -291,7 +304,7 @@ def targets(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
             g = [
                 r
                 for r in rows
-                if r["env_id"] == env_id and r["grid"] == grid_name and r["budget"] == args.steps
+                if r["env_id"] == env_id and r["grid"] == grid_name and is_full_budget(r, args)
             ]
             if not g:
                 continue
@@ -341,7 +354,7 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]
             g = [
                 r
                 for r in rows
-                if r["env_id"] == env_id and r["grid"] == grid_name and r["budget"] == args.steps
+                if r["env_id"] == env_id and r["grid"] == grid_name and is_full_budget(r, args)
             ]
             panels = dict.fromkeys((r["method"], r["risk_tolerance"]) for r in g)
             if not panels:
@@ -374,6 +387,12 @@ def main() -> None:
     parser.add_argument("--methods", default="", help="comma-separated (default: all for each env)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=25_000)
+    parser.add_argument(
+        "--sb3-steps",
+        type=int,
+        default=0,
+        help="SB3's training budget (default: --steps), e.g. its zoo budget",
+    )
     parser.add_argument("--budgets", default="5000,10000", help="intermediate budgets for riskrl agents")
     parser.add_argument("--episodes", type=int, default=30, help="episodes per grid cell")
     parser.add_argument(
@@ -432,7 +451,7 @@ def main() -> None:
                     + "; ".join(
                         f"{r['grid']} k={r['risk_tolerance']} avg {r['average']:.0f} worst {r['worst']:.0f}"
                         for r in new
-                        if r["budget"] == args.steps
+                        if is_full_budget(r, args)
                     ),
                     flush=True,
                 )
