@@ -456,7 +456,7 @@ def render_offline(res: Results) -> list[str]:
     ]
 
 
-OFFLINE = ("offline.json", "offline_discrete.json")
+OFFLINE = ("offline.json", "offline_discrete_cartpole.json", "offline_discrete_acrobot.json")
 
 
 def section_offline() -> list[str]:
