@@ -403,6 +403,15 @@ def main() -> None:
     parser.add_argument("--eval-seed", type=int, default=10_000)
     parser.add_argument("--append", action="store_true", help="keep finished runs of the output JSON")
     parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds run: first-seed .. first-seed+seeds-1"
+    )
+    parser.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated result JSONs of the same config (e.g. other seeds run in parallel) whose "
+        "runs join this one's (a run already present is kept)",
+    )
+    parser.add_argument(
         "--report-only",
         action="store_true",
         help="train nothing: write the report from the output JSON's runs",
@@ -426,6 +435,12 @@ def main() -> None:
         rows = loaded["rows"]
         for r in rows:  # rows written before runs recorded their commit: the file's provenance has it
             r.setdefault("git_commit", loaded.get("provenance", {}).get("git_commit"))
+    for other in (Path(f) for f in args.merge.split(",") if f):
+        loaded = json.loads(other.read_text())
+        have = {(r["env_id"], r["method"], r["seed"]) for r in rows}
+        for r in loaded["rows"]:
+            if (r["env_id"], r["method"], r["seed"]) not in have:
+                rows.append({"git_commit": loaded.get("provenance", {}).get("git_commit"), **r})
     commit = code_version()["git_commit"]
     done = {(r["env_id"], r["method"], r["seed"]) for r in rows}
     config = {k: v for k, v in vars(args).items()}
@@ -440,7 +455,7 @@ def main() -> None:
         ]
         if args.methods:
             methods = [m for m in methods if m in args.methods.split(",")]
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for method in methods:
                 if args.report_only or (env_id, method, seed) in done:
                     continue
