@@ -425,7 +425,8 @@ def render_offline(res: Results) -> list[str]:
         if d["d3rlpy"]
     )
     return [
-        f"**Learning from a dataset** (`experiments/bench_offline.py`, {', '.join(map(str, sizes))} "
+        f"**Learning from a dataset: {', '.join(cfg['envs'])}** (`experiments/bench_offline.py`, "
+        f"{', '.join(map(str, sizes))} "
         f"transitions, {len(next(iter(datasets.values()))['seeds'])} seeds, "
         f"{'/'.join(map(str, episodes))} evaluation episodes per point, d3rlpy at its defaults with the same "
         "gradient steps, both evaluated by `riskrl.evaluate`; mean ± SD over seeds; paired Δ = best "
@@ -451,7 +452,7 @@ def render_offline(res: Results) -> list[str]:
         + ", ".join(f"{a} {k:g}" for a, k in data["summary"]["default_risk_tolerance"].items())
         + f"; at it riskrl matches or beats d3rlpy's best algorithm "
         f"on {wins} of {sum(bool(d['d3rlpy']) for d in datasets.values())} datasets. "
-        f"Not run: {_as_text(cfg.get('not_run')) or 'see the full report.'} "
+        f"Not run in this run: {_as_text(cfg.get('not_run')).rstrip('.') or 'see the full report'}. "
         f"Full report: `experiments/results/{Path(res.name).stem}.md`. " + res.source,
     ]
 
