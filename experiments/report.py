@@ -460,11 +460,19 @@ def render_offline(res: Results) -> list[str]:
 OFFLINE = ("offline.json", "offline_discrete_cartpole.json", "offline_discrete_acrobot.json")
 
 
-def section_offline() -> list[str]:
-    lines: list[str] = []
-    for res in (r for r in map(committed, OFFLINE) if r is not None):
-        lines += [*([""] if lines else []), *render_offline(res)]
-    return lines
+def each_committed(names: Sequence[str], render: Callable[[Results], list[str]]) -> Section:
+    """A section rendering every committed file of ``names`` in turn (the missing ones left out)."""
+
+    def section() -> list[str]:
+        lines: list[str] = []
+        for res in (r for r in map(committed, names) if r is not None):
+            lines += [*([""] if lines else []), *render(res)]
+        return lines
+
+    return section
+
+
+section_offline = each_committed(OFFLINE, render_offline)
 
 
 def _paired_worst(rows: list[dict[str, Any]], method: str, k: float) -> tuple[float, float, float] | None:
@@ -554,11 +562,7 @@ def render_robustness(res: Results) -> list[str]:
 ROBUSTNESS = ("robustness.json", "robustness_acrobot.json", "robustness_pendulum.json")
 
 
-def section_robustness() -> list[str]:
-    lines: list[str] = []
-    for res in (r for r in map(committed, ROBUSTNESS) if r is not None):
-        lines += [*([""] if lines else []), *render_robustness(res)]
-    return lines
+section_robustness = each_committed(ROBUSTNESS, render_robustness)
 
 
 WALLCLOCK = (
