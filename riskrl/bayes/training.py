@@ -205,6 +205,10 @@ class Trainer:
         self.optimizer.load_state_dict(state)
         for group in self.optimizer.param_groups:
             group.update(impl)
+        if impl.get("fused"):  # the fused kernel wants its step counts beside the parameters (e.g. CUDA)
+            for param, st in self.optimizer.state.items():
+                if isinstance(st.get("step"), Tensor):
+                    st["step"] = st["step"].to(device=param.device, dtype=torch.float32)
 
     def _noise(self) -> torch.Generator | None:
         return self.generator if self.noise is None else self.noise
