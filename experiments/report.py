@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_agents import ZOO_BUDGETS, group_runs, reached_500
-from robustness import bootstrap_ci, paired_delta
+from robustness import bootstrap_ci, is_full_budget, paired_delta
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
@@ -490,9 +490,7 @@ def render_robustness(res: Results) -> list[str]:
     env_id = next(iter(cfg["envs_spec"]))
     all_rows = res.data["rows"]
     sb3_steps = cfg.get("sb3_steps") or cfg["steps"]  # SB3's own budget where the run gave it one
-    rows = [
-        r for r in all_rows if r["budget"] == (sb3_steps if r["method"].startswith("SB3-") else cfg["steps"])
-    ]
+    rows = [r for r in all_rows if is_full_budget(r, cfg)]
     seeds = sorted({r["seed"] for r in rows})
     cells, raised, lowered = [], [], []
     for grid in dict.fromkeys(r["grid"] for r in rows):

@@ -25,7 +25,7 @@ import argparse
 import dataclasses
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +143,7 @@ def run_one(env_id: str, method: str, seed: int, args: argparse.Namespace) -> li
             )
         )
         model = make_sb3_model(algo, env_id, seed, env=venv)
-        steps = full_steps(method, args)
+        steps = full_steps(method, vars(args))
         model.learn(steps)
         train_s = time.perf_counter() - t0
         for r in evaluate_all(model, env_id, spec, args, None):
@@ -168,14 +168,16 @@ def run_one(env_id: str, method: str, seed: int, args: argparse.Namespace) -> li
     return rows
 
 
-def full_steps(method: str, args: argparse.Namespace) -> int:
-    """A method's whole training budget: ``--sb3-steps`` for SB3 (when given), else ``--steps``."""
-    return args.sb3_steps if method.startswith("SB3-") and args.sb3_steps else args.steps
+def full_steps(method: str, config: Mapping[str, Any]) -> int:
+    """A method's whole training budget under a run's ``config`` (its arguments, as the results file
+    stores them): ``sb3_steps`` for SB3 (when given), else ``steps``."""
+    sb3_steps = config.get("sb3_steps")
+    return sb3_steps if method.startswith("SB3-") and sb3_steps else config["steps"]
 
 
-def is_full_budget(row: dict[str, Any], args: argparse.Namespace) -> bool:
+def is_full_budget(row: dict[str, Any], config: Mapping[str, Any]) -> bool:
     """Whether ``row`` was evaluated after its method's whole training budget."""
-    return row["budget"] == full_steps(row["method"], args)
+    return row["budget"] == full_steps(row["method"], config)
 
 
 # ----------------------------------------------------------------------------------------- report
@@ -276,7 +278,7 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
                 lines.append(f"| {method} | {budget} | {k:g} | {cells[0]} | {cells[1]} |")
             lines += ["", "Per seed, worst cell (full budget):", ""]
             for method, budget, k in keys:
-                if budget != full_steps(method, args):
+                if budget != full_steps(method, vars(args)):
                     continue
                 rs = sorted(
                     (r for r in g if (r["method"], r["budget"], r["risk_tolerance"]) == (method, budget, k)),
@@ -304,7 +306,7 @@ def targets(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
             g = [
                 r
                 for r in rows
-                if r["env_id"] == env_id and r["grid"] == grid_name and is_full_budget(r, args)
+                if r["env_id"] == env_id and r["grid"] == grid_name and is_full_budget(r, vars(args))
             ]
             if not g:
                 continue
@@ -354,7 +356,7 @@ def plot(rows: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]
             g = [
                 r
                 for r in rows
-                if r["env_id"] == env_id and r["grid"] == grid_name and is_full_budget(r, args)
+                if r["env_id"] == env_id and r["grid"] == grid_name and is_full_budget(r, vars(args))
             ]
             panels = dict.fromkeys((r["method"], r["risk_tolerance"]) for r in g)
             if not panels:
@@ -466,7 +468,7 @@ def main() -> None:
                     + "; ".join(
                         f"{r['grid']} k={r['risk_tolerance']} avg {r['average']:.0f} worst {r['worst']:.0f}"
                         for r in new
-                        if is_full_budget(r, args)
+                        if is_full_budget(r, vars(args))
                     ),
                     flush=True,
                 )
