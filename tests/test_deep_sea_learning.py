@@ -42,6 +42,13 @@ def _greedy_return(agent: BayesDQN) -> float:
     return total
 
 
+def _assert_never_found(agent: BayesDQN, env: DeepSeaVecEnv, episodes: int) -> None:
+    """Dithering failed: almost every episode bad, the corner never reached, the greedy policy not there."""
+    assert int(env.total_bad_episodes.sum()) / episodes > 0.95
+    assert float(env.denoised_return.sum()) == 0.0
+    assert _greedy_return(agent) < 0.5
+
+
 @pytest.mark.slow
 def test_thompson_solves_deep_sea_and_epsilon_greedy_does_not() -> None:
     episodes = NUM_ENVS * (STEPS // NUM_ENVS) // (SIZE + 1)
@@ -54,9 +61,7 @@ def test_thompson_solves_deep_sea_and_epsilon_greedy_does_not() -> None:
     agent, env = _train(
         seed=0, exploration="ucb", train_risk_tolerance=0.0, epsilon_start=0.05, epsilon_end=0.05
     )
-    assert int(env.total_bad_episodes.sum()) / episodes > 0.95
-    assert float(env.denoised_return.sum()) == 0.0  # dithering never reached the corner
-    assert _greedy_return(agent) < 0.5
+    _assert_never_found(agent, env, episodes)
 
     # plain DQN as in bsuite's dqn baseline: one network, no randomized prior, epsilon-greedy
     # (experiments/bench_bsuite.py's "dqn" scheme)
@@ -69,6 +74,4 @@ def test_thompson_solves_deep_sea_and_epsilon_greedy_does_not() -> None:
         epsilon_start=0.05,
         epsilon_end=0.05,
     )
-    assert int(env.total_bad_episodes.sum()) / episodes > 0.95
-    assert float(env.denoised_return.sum()) == 0.0
-    assert _greedy_return(agent) < 0.5
+    _assert_never_found(agent, env, episodes)
