@@ -618,14 +618,17 @@ class TorchVectorEnv(VectorEnv):
         ``step``/``reset`` returned to continue exactly). The outputs are written into preallocated
         ``(n_steps, N, ...)`` buffers (no per-step stacking); the thread switch is done once per call.
 
-        ``fuse=k > 0`` compiles ``k`` steps of policy + env into one ``torch.compile`` program (the way
-        gymnax users ``lax.scan``), run ``n_steps / k`` times: for small batches, where a step is all
-        per-call overhead (~8x the call-by-call rate at 64 CartPoles). ``policy`` must then be a pure
-        tensor function (traceable by ``torch.compile``); the program is compiled once per
-        ``(policy, k)`` and env (tens of seconds for ``k=16`` on a loaded CPU), results equal the
-        call-by-call ones up to float rounding (fused kernels), and observation / action noise is not
-        supported. Actions are validated with one check per program run: an invalid action anywhere in
-        it restores the env to the state before that run and raises the same ValueError as :meth:`step`.
+        ``fuse=k > 0`` compiles ``k`` steps of policy + env into one program (a ``scan``, the way gymnax
+        users ``lax.scan``; the loop runs inside the program, in C++), run ``n_steps / k`` times: for
+        small and medium batches, where call-by-call stepping is mostly per-call overhead (64 CartPoles:
+        ~6M env steps/s at ``k=128`` vs ~0.5M call by call, one thread). ``policy`` must then be a pure
+        tensor function (traceable by ``torch.compile``, e.g. a network's forward pass); the program is
+        compiled once per ``(policy, k)`` and env (~10 s, whatever ``k``), results equal the
+        call-by-call ones up to float rounding (fused kernels), and observation / action noise and
+        ``randomize`` are not supported. The policy's first output is checked like :meth:`step`'s
+        actions before compiling; afterwards actions are validated with one check per program run: an
+        invalid action anywhere in it leaves the env as it was before that run and raises the same
+        ValueError as :meth:`step`.
         """
         n_steps = int(n_steps)
         if n_steps < 1:
@@ -671,64 +674,83 @@ class TorchVectorEnv(VectorEnv):
             raise ValueError(f"{type(self).__name__} has its own step(); use rollout without fuse")
         if self._obs_noise_on or self._act_noise_on:
             raise ValueError("rollout(fuse=...) does not support observation / action noise")
-        fused: dict[tuple[int, int], Any] = self.__dict__.setdefault("_fused", {})
-        key = (id(policy), fuse)
-        if key not in fused or fused[key][0] is not policy:
-            fused[key] = (policy, self._fused_program(policy, fuse))
-        program = fused[key][1]
+        if self.randomize:
+            raise ValueError("rollout(fuse=...) does not support randomize (use rollout without fuse)")
         prev = self._enter_threads()
         try:
             o = self.get_obs() if obs is None else obs
+            fused: dict[tuple[int, int], Any] = self.__dict__.setdefault("_fused", {})
+            key = (id(policy), fuse)
+            if key not in fused or fused[key][0] is not policy:
+                # one eager call checks the policy's output (shape, dtype, range) before compiling
+                self._check_actions(policy(o))
+                fused[key] = (policy, self._fused_program(policy), torch.zeros(fuse, 1, device=self.device))
+            _, program, xs = fused[key]
             chunks = []
             for _ in range(n_steps // fuse):
-                snapshot = self.state_dict() if self.validate_actions else None
-                out = program(o)
-                if snapshot is not None and bool(out[-1]):
-                    self.load_state_dict(snapshot)
+                carry = (o, self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter)
+                new_carry, ys = program(carry, xs)
+                if self.validate_actions and bool(ys[-1].any()):
                     what = f"in [0, {int(self.single_action_space.n)})" if self._discrete else "not NaN"
                     raise ValueError(
                         f"{type(self).__name__}: actions must be {what}; the policy produced one "
                         "that is not in this fused rollout (env state restored)"
                     )
-                chunks.append(out[:-1])
-                o = out[0][-1]
+                o = new_carry[0]
+                for buf, value in zip(
+                    (self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter),
+                    new_carry[1:],
+                    strict=True,
+                ):
+                    buf.copy_(value)
+                chunks.append(ys[:-1])
         finally:
             if torch.get_num_threads() != prev:
                 torch.set_num_threads(prev)
-        cols = [torch.cat(c) for c in zip(*chunks, strict=True)]
+        cols = [c[0] if len(c) == 1 else torch.cat(c) for c in zip(*chunks, strict=True)]
         obs_t, act_t, rew_t, term_t, trunc_t = cols[:5]
         final = cols[5] if len(cols) > 5 else None
         return Rollout(obs_t, act_t, rew_t, term_t.view(torch.bool), trunc_t.view(torch.bool), final)
 
-    def _fused_program(self, policy: Callable[[torch.Tensor], Any], fuse: int) -> Any:
-        """``fuse`` steps of ``policy`` + :meth:`_core` as one compiled function of the first observation."""
+    def _fused_program(self, policy: Callable[[torch.Tensor], Any]) -> Any:
+        """Steps of ``policy`` + :meth:`_transition` as one compiled ``scan`` (a loop inside the program,
+        so its compile time does not grow with the number of steps): ``(carry, xs) -> (carry, ys)`` with
+        ``carry = (obs, state, steps, prev_done (uint8), ep_ret, ep_len, counter)`` and, per step of
+        ``xs``, ``ys = (obs, action, reward, term, trunc[, final_obs], invalid_action)``.
+
+        Compiled with inductor's C++ wrapper: the loop then runs in C++ (a Python loop between the
+        per-step kernels cost ~10 us a step, more than a 64-env CartPole step itself).
+        """
+        from torch._higher_order_ops.scan import scan
+
         discrete, k = self._discrete, int(getattr(self.single_action_space, "n", 0))
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         env = self
 
-        def run(o: torch.Tensor) -> tuple[torch.Tensor, ...]:
-            cols: list[list[torch.Tensor]] = [[] for _ in range(6 if same_step else 5)]
-            bad = torch.zeros((), dtype=torch.bool, device=o.device)
-            for _ in range(fuse):
-                a = torch.as_tensor(policy(o))
-                if discrete:
-                    a = a.to(torch.int64)
-                    bad = bad | ((a < 0) | (a >= k)).any()
-                else:
-                    a = a.to(env.dtype)
-                    bad = bad | torch.isnan(a).any()
-                o, r, term, trunc, done, _, _, fin = env._core(a, None, fast=True)
-                for col, v in zip(cols, (o, a, r, term, trunc), strict=False):
-                    col.append(v)
-                if same_step:
-                    cols[5].append(torch.where(done.unsqueeze(-1) != 0, fin, 0.0))
-            return (*(torch.stack(c) for c in cols), bad)
+        def body(carry: tuple[torch.Tensor, ...], _x: torch.Tensor) -> tuple[Any, Any]:
+            o, s, steps, prev_u8, ep_ret, ep_len, counter = carry
+            a = torch.as_tensor(policy(o))
+            if discrete:
+                a = a.to(torch.int64)
+                bad = ((a < 0) | (a >= k)).any()
+            else:
+                a = a.to(env.dtype)
+                bad = torch.isnan(a).any()
+            new, out = env._transition((s, steps, prev_u8 != 0, ep_ret, ep_len, counter), a, None)
+            obs, r, term, trunc, done, _, _, fin = out
+            ys = [obs.clone(), a.clone(), r, _to_u8(term), _to_u8(trunc)]
+            if same_step:
+                ys.append(torch.where(done.unsqueeze(-1), fin, 0.0))
+            ys.append(bad)
+            next_s, steps, _, ep_ret, ep_len, counter = new
+            return (obs, next_s, steps, _to_u8(done), ep_ret, ep_len, counter), tuple(ys)
+
+        def run(carry: tuple[torch.Tensor, ...], xs: torch.Tensor) -> Any:
+            return scan(body, carry, xs)
 
         # a private code object per env and policy: dynamo's cache (and recompile limit) is per code object
-        g = types.FunctionType(
-            run.__code__.replace(), run.__globals__, "fused_rollout", None, run.__closure__
-        )
-        return torch.compile(g, dynamic=False)
+        g = types.FunctionType(run.__code__.replace(), run.__globals__, "fused_rollout", None, run.__closure__)
+        return torch.compile(g, dynamic=False, fullgraph=True, options={"cpp_wrapper": True})
 
     def _private_core_fast(self) -> Any:
         """:meth:`_core_fast` bound to this env through a private copy of its code object.
@@ -749,61 +771,77 @@ class TorchVectorEnv(VectorEnv):
     def _core(
         self, action: torch.Tensor, act_noise: torch.Tensor | None, fast: bool = False
     ) -> tuple[Any, ...]:
-        """The whole batched step as one pure tensor program (mutates the env buffers in place).
+        """The whole batched step as one tensor program: :meth:`_transition` on the env's buffers, written
+        back in place (and, with ``randomize``, new physics drawn for the episodes that start).
 
         ``fast=True`` (the compiled path) touches ``prev_done`` only through its uint8 buffer and returns
         ``term, trunc, done`` as uint8 0/1, because inductor's CPU codegen stores bool tensors element by
         element but uint8 ones vectorised (a 4096-env step was ~5x slower with bool outputs).
         """
-        s = self._s
-        next_s, reward, term = self._dynamics(s, action, act_noise)
-        if self.float32_state:
-            next_s = next_s.to(torch.float32).to(s.dtype)
-        u = _hash_uniform_premul(self._key, self._counter, self._idx_mul, s.dtype)
-        init = self._initial_state(u)
-        zero, izero = 0.0, 0
-        prev_mode = self.autoreset_mode == AutoresetMode.NEXT_STEP
-        if prev_mode:
-            prev = self._prev_u8 != 0 if fast else self._prev_done
-            next_s = torch.where(prev, init, next_s)
-            term = term & ~prev
-            reward = torch.where(prev, zero, reward)
-            steps = torch.where(prev, izero, self._steps + 1)
-            trunc = steps >= self.max_episode_steps
-            ep_ret = torch.where(prev, zero, self._ep_ret + reward)
-            ep_len = torch.where(prev, izero, self._ep_len + 1)
-            done = term | trunc
-            obs = self._obs_from_state(next_s).to(self.obs_dtype)
-            final_obs = None
-            self._ep_ret.copy_(ep_ret)
-            self._ep_len.copy_(ep_len)
-        else:
-            steps = self._steps + 1
-            trunc = steps >= self.max_episode_steps
-            done = term | trunc
-            ep_ret = self._ep_ret + reward
-            ep_len = self._ep_len + 1
-            final_obs = self._obs_from_state(next_s).to(self.obs_dtype)
-            next_s = torch.where(done, init, next_s)
-            steps = torch.where(done, izero, steps)
-            self._ep_ret.copy_(torch.where(done, zero, ep_ret))
-            self._ep_len.copy_(torch.where(done, izero, ep_len))
-            obs = self._obs_from_state(next_s).to(self.obs_dtype)
+        prev = self._prev_u8 != 0 if fast else self._prev_done
+        carry = (self._s, self._steps, prev, self._ep_ret, self._ep_len, self._counter)
+        (next_s, steps, done, ep_ret, ep_len, _), out = self._transition(carry, action, act_noise)
+        obs, reward, term, trunc, _, ep_r, ep_l, final_obs = out
+        self._ep_ret.copy_(ep_ret)
+        self._ep_len.copy_(ep_len)
         if self.randomize:  # new episodes get new physics (after this step's dynamics used the old)
-            started = (self._prev_u8 != 0 if fast else self._prev_done) if prev_mode else done
-            u_params = _hash_uniform_premul(self._key, self._counter, self._rand_idx_mul, s.dtype)
+            started = prev if self.autoreset_mode == AutoresetMode.NEXT_STEP else done
+            u_params = _hash_uniform_premul(self._key, self._counter, self._rand_idx_mul, next_s.dtype)
             self._resample_params(u_params, started)
         self._s.copy_(next_s)
         self._steps.copy_(steps)
         self._counter.add_(1)
-        ep_r = torch.where(done, ep_ret, zero)
-        ep_l = torch.where(done, ep_len, izero)
         if fast:
             term, trunc, done = _to_u8(term), _to_u8(trunc), _to_u8(done)
             self._prev_u8.copy_(done)
         else:
             self._prev_done.copy_(done)
-        return obs.contiguous(), reward, term, trunc, done, ep_r, ep_l, final_obs
+        return obs, reward, term, trunc, done, ep_r, ep_l, final_obs
+
+    def _transition(
+        self, carry: tuple[torch.Tensor, ...], action: torch.Tensor, act_noise: torch.Tensor | None
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[Any, ...]]:
+        """One batched step as a pure function (reads the env's parameters, writes nothing).
+
+        ``carry = (state (state_dim, N), steps, prev_done (bool), ep_ret, ep_len, counter)`` -> the next
+        carry (``prev_done`` := this step's ``done``) and ``(obs, reward, term, trunc, done, ep_r, ep_l,
+        final_obs)``, flags bool; ``ep_r`` / ``ep_l`` are the finished episodes' return / length where
+        ``done``, else 0. The step and the fused rollout are both this function.
+        """
+        s, steps_prev, prev, ep_ret_prev, ep_len_prev, counter = carry
+        next_s, reward, term = self._dynamics(s, action, act_noise)
+        if self.float32_state:
+            next_s = next_s.to(torch.float32).to(s.dtype)
+        u = _hash_uniform_premul(self._key, counter, self._idx_mul, s.dtype)
+        init = self._initial_state(u)
+        zero, izero = 0.0, 0
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            next_s = torch.where(prev, init, next_s)
+            term = term & ~prev
+            reward = torch.where(prev, zero, reward)
+            steps = torch.where(prev, izero, steps_prev + 1)
+            trunc = steps >= self.max_episode_steps
+            ep_ret = torch.where(prev, zero, ep_ret_prev + reward)
+            ep_len = torch.where(prev, izero, ep_len_prev + 1)
+            done = term | trunc
+            obs = self._obs_from_state(next_s).to(self.obs_dtype)
+            final_obs = None
+            kept_ret, kept_len = ep_ret, ep_len
+        else:
+            steps = steps_prev + 1
+            trunc = steps >= self.max_episode_steps
+            done = term | trunc
+            ep_ret = ep_ret_prev + reward
+            ep_len = ep_len_prev + 1
+            final_obs = self._obs_from_state(next_s).to(self.obs_dtype)
+            next_s = torch.where(done, init, next_s)
+            steps = torch.where(done, izero, steps)
+            kept_ret, kept_len = torch.where(done, zero, ep_ret), torch.where(done, izero, ep_len)
+            obs = self._obs_from_state(next_s).to(self.obs_dtype)
+        ep_r = torch.where(done, ep_ret, zero)
+        ep_l = torch.where(done, ep_len, izero)
+        new_carry = (next_s, steps, done, kept_ret, kept_len, counter + 1)
+        return new_carry, (obs.contiguous(), reward, term, trunc, done, ep_r, ep_l, final_obs)
 
     # --- checkpointing -------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -65,30 +65,69 @@ def test_rollout_refuses_invalid_actions_and_bad_arguments() -> None:
         pend.rollout(lambda o: torch.full((4, 1), float("nan")), 2)
 
 
-def test_fused_rollout_matches_call_by_call_and_refuses_invalid_actions() -> None:
-    """``fuse=k``: k steps of policy + env in one compiled program; flags identical to call-by-call
-    stepping, observations to float rounding (fused kernels); one invalid action anywhere in a program run
-    restores the env and raises."""
+@pytest.mark.parametrize(
+    ("cls", "policy", "mode"),
+    [
+        (CartPoleVecEnv, _cart_policy, AutoresetMode.NEXT_STEP),
+        (CartPoleVecEnv, _cart_policy, AutoresetMode.SAME_STEP),
+        (PendulumVecEnv, _pend_policy, AutoresetMode.NEXT_STEP),
+    ],
+)
+def test_fused_rollout_matches_call_by_call(cls, policy, mode) -> None:
+    """``fuse=k``: k steps of policy + env as one compiled scan, run ``n_steps / k`` times; flags and
+    actions identical to call-by-call stepping, observations / rewards / final observations to float
+    rounding (fused kernels may reorder float operations), autoresets inside and across programs."""
+    kw = {"num_envs": 8, "max_episode_steps": 5, "compile": False, "autoreset_mode": mode}
+    a, b = cls(**kw), cls(**kw)
+    oa, _ = a.reset(seed=2)
+    ob, _ = b.reset(seed=2)
+    ro = a.rollout(policy, 12, obs=oa, fuse=4)
+    for t in range(12):
+        act = policy(ob)
+        ob, r, term, trunc, info = b.step(act)
+        assert torch.equal(ro.actions[t], act.to(ro.actions.dtype))
+        assert torch.equal(ro.terminated[t], term) and torch.equal(ro.truncated[t], trunc)
+        torch.testing.assert_close(ro.obs[t], ob, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ro.rewards[t], r)
+        if mode == AutoresetMode.SAME_STEP:
+            done = term | trunc
+            want = torch.where(done.unsqueeze(-1), info["final_obs"], 0.0) if done.any() else 0 * ob
+            torch.testing.assert_close(ro.final_obs[t], want, rtol=1e-6, atol=1e-6)
+        else:
+            assert ro.final_obs is None
+    assert ro.truncated[4:8].any() and ro.truncated[8:].any()  # autoresets in two program runs
+    # the env's own buffers were carried through: both continue identically, call by call
+    torch.testing.assert_close(a.state, b.state, rtol=1e-9, atol=1e-9)
+    oa = ro.obs[-1]
+    for _ in range(3):
+        oa, ra, ta, ua, _ = a.step(policy(oa))
+        ob, rb, tb, ub, _ = b.step(policy(ob))
+        assert torch.equal(ta, tb) and torch.equal(ua, ub)
+        torch.testing.assert_close(oa, ob, rtol=1e-6, atol=1e-6)
+
+
+def test_fused_rollout_refuses_invalid_actions_and_unsupported_envs() -> None:
+    """One invalid action anywhere in a program run raises and leaves the env where it was; noise,
+    randomize and a ``fuse`` that does not divide ``n_steps`` are refused by name."""
     shift = torch.zeros((), dtype=torch.long)
 
     def policy(o: torch.Tensor) -> torch.Tensor:
         return (o[:, 2] + 0.3 * o[:, 3] > 0).long() + shift
 
-    kw = {"num_envs": 8, "max_episode_steps": 5, "compile": False}
-    a, b = CartPoleVecEnv(**kw), CartPoleVecEnv(**kw)
-    oa, _ = a.reset(seed=2)
-    ob, _ = b.reset(seed=2)
-    ro = a.rollout(policy, 8, obs=oa, fuse=4)
-    for t in range(8):
-        ob, r, term, trunc, _ = b.step(policy(ob))
-        assert torch.equal(ro.terminated[t], term) and torch.equal(ro.truncated[t], trunc)
-        torch.testing.assert_close(ro.obs[t], ob, rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(ro.rewards[t], r)
-    assert ro.truncated.any()  # autoresets inside the fused program
-    before = a.state
+    env = CartPoleVecEnv(num_envs=8, max_episode_steps=5, compile=False)
+    env.reset(seed=2)
+    ro = env.rollout(policy, 8, fuse=4)
+    before = env.state
     shift.fill_(2)  # every action out of range: refused, env unchanged
     with pytest.raises(ValueError, match=r"actions must be in \[0, 2\).*restored"):
-        a.rollout(policy, 4, obs=ro.obs[-1], fuse=4)
-    torch.testing.assert_close(a.state, before, rtol=0, atol=0)
+        env.rollout(policy, 4, obs=ro.obs[-1], fuse=4)
+    torch.testing.assert_close(env.state, before, rtol=0, atol=0)
     with pytest.raises(ValueError, match="divide"):
-        a.rollout(policy, 6, fuse=4)
+        env.rollout(policy, 6, fuse=4)
+    for kw, what in (({"obs_noise_std": 0.1}, "noise"), ({"randomize": {"length": (0.4, 0.6)}}, "randomize")):
+        other = CartPoleVecEnv(num_envs=4, compile=False, **kw)
+        other.reset(seed=0)
+        with pytest.raises(ValueError, match=what):
+            other.rollout(_cart_policy, 4, fuse=4)
+    with pytest.raises(ValueError, match="shape"):  # the policy's output is checked before compiling
+        env.rollout(lambda o: torch.zeros(3, dtype=torch.long), 4, fuse=4)
