@@ -749,7 +749,9 @@ class TorchVectorEnv(VectorEnv):
             return scan(body, carry, xs)
 
         # a private code object per env and policy: dynamo's cache (and recompile limit) is per code object
-        g = types.FunctionType(run.__code__.replace(), run.__globals__, "fused_rollout", None, run.__closure__)
+        g = types.FunctionType(
+            run.__code__.replace(), run.__globals__, "fused_rollout", None, run.__closure__
+        )
         return torch.compile(g, dynamic=False, fullgraph=True, options={"cpp_wrapper": True})
 
     def _private_core_fast(self) -> Any:

@@ -104,6 +104,7 @@ def test_fused_rollout_matches_call_by_call(cls, policy, mode) -> None:
         ob, rb, tb, ub, _ = b.step(policy(ob))
         assert torch.equal(ta, tb) and torch.equal(ua, ub)
         torch.testing.assert_close(oa, ob, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ra, rb)
 
 
 def test_fused_rollout_refuses_invalid_actions_and_unsupported_envs() -> None:
