@@ -776,6 +776,12 @@ class Agent(ABC):
         t, was_numpy, single = self._obs_tensor(obs)
         return self._out(self._act(t, deterministic), was_numpy, single), None
 
+    def _pure_uncertainty(self) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]] | None:
+        """:meth:`_uncertainty` as a pure tensor function that ``torch.compile`` can trace into a fused
+        rollout (``evaluate(..., fuse=k)``), or ``None`` where the policy is not one (e.g. a sampling
+        planner). Observations must be float32 tensors on :attr:`device`."""
+        return None
+
     @torch.no_grad()
     def predict_with_uncertainty(self, obs: Any) -> tuple[Any, Any, Any]:
         """Return ``(action, mean, std)``: the deterministic action and the epistemic mean and std."""

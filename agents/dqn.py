@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -314,7 +315,11 @@ class BayesDQN(Agent):
         return self.q_net.particles(self._n_particles)(obs)
 
     def _scores(self, obs: Tensor, risk_tolerance: float) -> tuple[Tensor, Tensor, Tensor]:
-        q = self._q_particles(obs)
+        return self._scores_of(self._q_particles(obs), risk_tolerance)
+
+    @staticmethod
+    def _scores_of(q: Tensor, risk_tolerance: float) -> tuple[Tensor, Tensor, Tensor]:
+        """``(score, mean, std)`` over the particle axis of ``q`` ``(n, B, n_actions)``."""
         mean = q.mean(0)
         std = q.std(0, correction=0) if q.shape[0] > 1 else torch.zeros_like(mean)
         return lcb(mean, std, risk_tolerance, check_std=False), mean, std
@@ -333,6 +338,21 @@ class BayesDQN(Agent):
     def _uncertainty(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         score, mean, std = self._scores(obs, self.risk_tolerance)
         return score.argmax(-1) + self.action_start, mean, std
+
+    def _pure_uncertainty(self) -> Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]:
+        # the posterior draw every _uncertainty call makes (same seed, same draw), frozen once
+        if self._q_members_fn is not None:
+            particles = self.q_net.particles(self._n_particles)
+        else:
+            seed = self.seed + _EVAL_SEED_OFFSET
+            particles = self.q_net.particles(self._n_particles, generator=self._draw_generator(seed))
+        risk_tolerance, start = self.risk_tolerance, self.action_start
+
+        def uncertainty(obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            score, mean, std = self._scores_of(particles(obs), risk_tolerance)
+            return score.argmax(-1) + start, mean, std
+
+        return uncertainty
 
     def epsilon(self, timesteps: int | None = None) -> float:
         """The exploration epsilon at ``timesteps`` (default: now)."""

@@ -101,7 +101,9 @@ class Rollout(NamedTuple):
     ``obs[t]``, ``rewards[t]``, ``terminated[t]``, ``truncated[t]`` are what the ``t``-th ``step``
     returned, ``actions[t]`` what it was given (after dtype conversion); ``final_obs[t]`` (``SAME_STEP``
     autoreset only, else ``None``) holds the terminal observation of envs done at step ``t``, zeros
-    elsewhere. ``obs[-1]`` is the observation to continue from.
+    elsewhere. ``obs[-1]`` is the observation to continue from. ``policy_extra[t]`` is what the policy
+    returned beside its actions at step ``t`` when it returned ``(actions, extra)`` (e.g. the chosen
+    actions' epistemic std), else ``None``.
     """
 
     obs: torch.Tensor
@@ -110,6 +112,7 @@ class Rollout(NamedTuple):
     terminated: torch.Tensor
     truncated: torch.Tensor
     final_obs: torch.Tensor | None
+    policy_extra: torch.Tensor | None = None
 
 
 class TorchVectorEnv(VectorEnv):
@@ -612,8 +615,9 @@ class TorchVectorEnv(VectorEnv):
         """Run ``n_steps`` steps of ``policy`` + env in one call; the same results as calling
         ``policy`` and :meth:`step` ``n_steps`` times (same autoresets, RNG draws and action checks).
 
-        ``policy`` maps an observation batch ``(N, obs_dim)`` to actions for :meth:`step`; it runs under
-        the env's :attr:`num_threads`, like the step. ``obs`` is the observation the first action is
+        ``policy`` maps an observation batch ``(N, obs_dim)`` to actions for :meth:`step`, or to
+        ``(actions, extra)`` with a tensor ``extra`` recorded per step in ``Rollout.policy_extra`` (e.g.
+        the chosen actions' epistemic std); it runs under the env's :attr:`num_threads`, like the step. ``obs`` is the observation the first action is
         chosen from (default: :meth:`get_obs`, the noise-free current one; pass the last observation
         ``step``/``reset`` returned to continue exactly). The outputs are written into preallocated
         ``(n_steps, N, ...)`` buffers (no per-step stacking); the thread switch is done once per call.
@@ -648,10 +652,18 @@ class TorchVectorEnv(VectorEnv):
             same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
             final = torch.zeros((n_steps, *o.shape), dtype=self.obs_dtype, **kw) if same_step else None
             actions: torch.Tensor | None = None
+            extra: torch.Tensor | None = None
             # a subclass's own step() (extra bookkeeping) is honoured; the base step skips re-guarding
             step = self._step if type(self).step is TorchVectorEnv.step else self.step
             for t in range(n_steps):
-                a = self._check_actions(policy(o))
+                out = policy(o)
+                if isinstance(out, tuple):
+                    out, x = out
+                    x = torch.as_tensor(x, device=self.device)
+                    if extra is None:
+                        extra = torch.empty((n_steps, *x.shape), dtype=x.dtype, **kw)
+                    extra[t] = x
+                a = self._check_actions(out)
                 if actions is None:
                     actions = torch.empty((n_steps, *a.shape), dtype=a.dtype, **kw)
                 actions[t] = a
@@ -663,7 +675,7 @@ class TorchVectorEnv(VectorEnv):
             if torch.get_num_threads() != prev:
                 torch.set_num_threads(prev)
         assert actions is not None
-        return Rollout(out_obs, actions, rewards, terms, truncs, final)
+        return Rollout(out_obs, actions, rewards, terms, truncs, final, extra)
 
     def _fused_rollout(
         self, policy: Callable[[torch.Tensor], Any], n_steps: int, obs: torch.Tensor | None, fuse: int
@@ -678,45 +690,55 @@ class TorchVectorEnv(VectorEnv):
             raise ValueError("rollout(fuse=...) does not support randomize (use rollout without fuse)")
         prev = self._enter_threads()
         try:
-            o = self.get_obs() if obs is None else obs
-            fused: dict[tuple[int, int], Any] = self.__dict__.setdefault("_fused", {})
-            key = (id(policy), fuse)
-            if key not in fused or fused[key][0] is not policy:
-                # one eager call checks the policy's output (shape, dtype, range) before compiling
-                self._check_actions(policy(o))
-                fused[key] = (policy, self._fused_program(policy), torch.zeros(fuse, 1, device=self.device))
-            _, program, xs = fused[key]
-            chunks = []
-            for _ in range(n_steps // fuse):
-                carry = (o, self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter)
-                new_carry, ys = program(carry, xs)
-                if self.validate_actions and bool(ys[-1].any()):
-                    what = f"in [0, {int(self.single_action_space.n)})" if self._discrete else "not NaN"
-                    raise ValueError(
-                        f"{type(self).__name__}: actions must be {what}; the policy produced one "
-                        "that is not in this fused rollout (env state restored)"
-                    )
-                o = new_carry[0]
-                for buf, value in zip(
-                    (self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter),
-                    new_carry[1:],
-                    strict=True,
-                ):
-                    buf.copy_(value)
-                chunks.append(ys[:-1])
+            with torch.no_grad():  # a rollout never needs gradients (and scan would trace them)
+                return self._run_fused(policy, n_steps, obs, fuse)
         finally:
             if torch.get_num_threads() != prev:
                 torch.set_num_threads(prev)
+
+    def _run_fused(
+        self, policy: Callable[[torch.Tensor], Any], n_steps: int, obs: torch.Tensor | None, fuse: int
+    ) -> Rollout:
+        o = self.get_obs() if obs is None else obs
+        fused: dict[tuple[int, int], Any] = self.__dict__.setdefault("_fused", {})
+        key = (id(policy), fuse)
+        if key not in fused or fused[key][0] is not policy:
+            # one eager call checks the policy's output (shape, dtype, range) before compiling
+            first = policy(o)
+            self._check_actions(first[0] if isinstance(first, tuple) else first)
+            program = self._fused_program(policy, with_extra=isinstance(first, tuple))
+            fused[key] = (policy, program, torch.zeros(fuse, 1, device=self.device))
+        _, program, xs = fused[key]
+        chunks = []
+        for _ in range(n_steps // fuse):
+            carry = (o, self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter)
+            new_carry, ys = program(carry, xs)
+            if self.validate_actions and bool(ys[-1].any()):
+                what = f"in [0, {int(self.single_action_space.n)})" if self._discrete else "not NaN"
+                raise ValueError(
+                    f"{type(self).__name__}: actions must be {what}; the policy produced one "
+                    "that is not in this fused rollout (env state restored)"
+                )
+            o = new_carry[0]
+            for buf, value in zip(
+                (self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter),
+                new_carry[1:],
+                strict=True,
+            ):
+                buf.copy_(value)
+            chunks.append(ys[:-1])
         cols = [c[0] if len(c) == 1 else torch.cat(c) for c in zip(*chunks, strict=True)]
         obs_t, act_t, rew_t, term_t, trunc_t = cols[:5]
-        final = cols[5] if len(cols) > 5 else None
-        return Rollout(obs_t, act_t, rew_t, term_t.view(torch.bool), trunc_t.view(torch.bool), final)
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
+        final = cols[5] if same_step else None
+        extra = cols[-1] if len(cols) > 5 + same_step else None
+        return Rollout(obs_t, act_t, rew_t, term_t.view(torch.bool), trunc_t.view(torch.bool), final, extra)
 
-    def _fused_program(self, policy: Callable[[torch.Tensor], Any]) -> Any:
+    def _fused_program(self, policy: Callable[[torch.Tensor], Any], with_extra: bool) -> Any:
         """Steps of ``policy`` + :meth:`_transition` as one compiled ``scan`` (a loop inside the program,
         so its compile time does not grow with the number of steps): ``(carry, xs) -> (carry, ys)`` with
         ``carry = (obs, state, steps, prev_done (uint8), ep_ret, ep_len, counter)`` and, per step of
-        ``xs``, ``ys = (obs, action, reward, term, trunc[, final_obs], invalid_action)``.
+        ``xs``, ``ys = (obs, action, reward, term, trunc[, final_obs][, policy_extra], invalid_action)``.
 
         Compiled with inductor's C++ wrapper: the loop then runs in C++ (a Python loop between the
         per-step kernels cost ~10 us a step, more than a 64-env CartPole step itself).
@@ -729,7 +751,9 @@ class TorchVectorEnv(VectorEnv):
 
         def body(carry: tuple[torch.Tensor, ...], _x: torch.Tensor) -> tuple[Any, Any]:
             o, s, steps, prev_u8, ep_ret, ep_len, counter = carry
-            a = torch.as_tensor(policy(o))
+            out = policy(o)
+            extra = out[1] if with_extra else None
+            a = torch.as_tensor(out[0] if with_extra else out)
             if discrete:
                 a = a.to(torch.int64)
                 bad = ((a < 0) | (a >= k)).any()
@@ -741,6 +765,8 @@ class TorchVectorEnv(VectorEnv):
             ys = [obs.clone(), a.clone(), r, _to_u8(term), _to_u8(trunc)]
             if same_step:
                 ys.append(torch.where(done.unsqueeze(-1), fin, 0.0))
+            if extra is not None:
+                ys.append(torch.as_tensor(extra).clone())
             ys.append(bad)
             next_s, steps, _, ep_ret, ep_len, counter = new
             return (obs, next_s, steps, _to_u8(done), ep_ret, ep_len, counter), tuple(ys)

@@ -132,3 +132,20 @@ def test_fused_rollout_refuses_invalid_actions_and_unsupported_envs() -> None:
             other.rollout(_cart_policy, 4, fuse=4)
     with pytest.raises(ValueError, match="shape"):  # the policy's output is checked before compiling
         env.rollout(lambda o: torch.zeros(3, dtype=torch.long), 4, fuse=4)
+
+
+@pytest.mark.parametrize("fuse", [0, 4])
+def test_rollout_records_what_the_policy_returns_beside_its_actions(fuse) -> None:
+    """A policy returning ``(actions, extra)`` gets ``extra`` back per step, call by call and fused."""
+
+    def policy(o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _cart_policy(o), o[:, 2].abs()
+
+    env = CartPoleVecEnv(num_envs=6, max_episode_steps=5, compile=False)
+    obs, _ = env.reset(seed=4)
+    ro = env.rollout(policy, 8, obs=obs, fuse=fuse)
+    assert ro.policy_extra is not None and ro.policy_extra.shape == (8, 6)
+    seen = torch.cat((obs.unsqueeze(0), ro.obs[:-1]))  # the observation each action was chosen from
+    torch.testing.assert_close(ro.policy_extra, seen[:, :, 2].abs())
+    assert torch.equal(ro.actions, (seen[:, :, 2] + 0.3 * seen[:, :, 3] > 0).long())
+    assert env.rollout(_cart_policy, 4, fuse=fuse).policy_extra is None
