@@ -6,8 +6,9 @@ CartPole-v1, random actions, env steps per second, at ``--sizes`` (default 64, 4
   compile, the env's own thread count inside the step), stepped call by call after the warm-up in which
   auto mode switches to the compiled step (the warm-up time is recorded: it is what a user pays first);
 * ``default_rollout``: the same env through ``env.rollout(policy, 16)``; ``fused_rollout`` (at
-  ``--fused-sizes``): ``env.rollout(policy, 16, fuse=16)``, 16 steps of a linear policy + env compiled as one
-  program (compile time recorded);
+  ``--fused-sizes``): ``env.rollout(policy, k, fuse=k)``, ``k`` steps of a linear policy + env compiled as
+  one scan program (:func:`fuse_steps`: 128 up to 8192 envs, fewer above so a call's outputs stay
+  ~128 MiB; compile time recorded);
 * ``tuned``: ``compile=True, validate_actions=False, num_threads=1``; ``eager``: ``compile=False``;
 * ``pre20_defaults``: the defaults before issue #20 (eager, the caller's torch thread count in the step);
 * peers in the same run: gymnasium's numpy ``CartPoleVectorEnv`` (in process), and, through
@@ -104,6 +105,12 @@ def _linear_policy(obs: torch.Tensor) -> torch.Tensor:
     return (obs[:, 2] + 0.3 * obs[:, 3] > 0).long()
 
 
+def fuse_steps(n: int) -> int:
+    """Steps per fused program at ``n`` envs: 128, or the power of two under which a call's outputs
+    (~40 bytes per env step) stay within ~128 MiB."""
+    return max(8, min(128, 1 << ((2**27 // (40 * n)).bit_length() - 1)))
+
+
 def _rollout_call(env, pool: list[torch.Tensor], horizon: int = 16) -> Callable[[int], object]:
     box = {"k": 0}
 
@@ -157,7 +164,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="64,4096,65536", help="comma-separated num_envs")
     ap.add_argument("--threads", default="default,1", help="'default' (torch's own) and/or '1'")
     ap.add_argument("--peers-python", default="/work/venvs/peers/bin/python", help="venv with gymnax/EnvPool")
-    ap.add_argument("--fused-sizes", default="64", help="num_envs at which rollout(fuse=16) is timed")
+    ap.add_argument(
+        "--fused-sizes", default="64,4096,65536", help="num_envs at which rollout(fuse=k) is timed"
+    )
     ap.add_argument("--name", default="bench_rollout", help="results file stem in experiments/results/")
     args = ap.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -193,11 +202,13 @@ def main() -> None:
             }
             if str(n) in args.fused_sizes.split(","):
                 t0 = time.perf_counter()
-                default_env.rollout(_linear_policy, 16, fuse=16)
+                k = fuse_steps(n)
+                default_env.rollout(_linear_policy, k, fuse=k)
                 warm["fused_compile_s"] = time.perf_counter() - t0
+                warm["fuse"] = k
                 cont["fused_rollout"] = (
-                    lambda i, e=default_env: e.rollout(_linear_policy, 16, fuse=16),
-                    16 * n,
+                    lambda i, e=default_env, k=k: e.rollout(_linear_policy, k, fuse=k),
+                    k * n,
                 )
             half = max(1, args.rounds // 2)
             r1 = _interleaved(cont, args.seconds, half)
@@ -291,12 +302,14 @@ def _markdown(config: dict, results: dict) -> str:
         f"{results['note']} Load average before {results['loadavg_before']}, after {results['loadavg_after']}.",
         "",
         "`default` = `make_vec('CartPole-v1', n)` with no flags, after auto mode's switch to the compiled step "
-        "(warm-up below); `default_rollout` = the same env through `env.rollout(policy, 16)`; `tuned` = "
+        "(warm-up below); `default_rollout` = the same env through `env.rollout(policy, 16)`; `fused rollout` = "
+        "`env.rollout(policy, k, fuse=k)` (a linear policy and the env as one compiled scan; k in the last "
+        "column); `tuned` = "
         "`compile=True, validate_actions=False, num_threads=1`; `pre20` = the defaults before issue #20.",
         "",
         "| threads | envs | default | default rollout | fused rollout | tuned | eager | pre20 | numpy vector | gymnax jit+scan "
-        "| EnvPool 1t | EnvPool all | default / best peer | tuned / best peer | rollout / gymnax | warm-up s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| EnvPool 1t | EnvPool all | default / best peer | tuned / best peer | rollout / gymnax | warm-up s | fused k (compile s) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["rows"]:
         q = r["rates"]
@@ -305,7 +318,8 @@ def _markdown(config: dict, results: dict) -> str:
             f"{m(q['default_rollout'])} | {m(q.get('fused_rollout'))} | {m(q['tuned'])} | {m(q['eager'])} | {m(q['pre20_defaults'])} | "
             f"{m(q['numpy_vector'])} | {m(q.get('gymnax_jit_scan'))} | {m(q.get('envpool_1thread'))} | "
             f"{m(q.get('envpool_allthreads'))} | {x(r['default_vs_best_peer'])} | {x(r['tuned_vs_best_peer'])} | "
-            f"{x(r['rollout_vs_gymnax'])} | {r['warmup_s']:.1f} |"
+            f"{x(r['rollout_vs_gymnax'])} | {r['warmup_s']:.1f} | "
+            + (f"{r['fuse']} ({r['fused_compile_s']:.1f}) |" if "fuse" in r else "- |")
         )
     lines += ["", "**Targets** (default threads, loaded machine):", ""]
     for k, t in results["targets"].items():
