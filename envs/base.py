@@ -30,6 +30,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from .aot import AotStep
 from .render import ClassicControlRenderer
 
 __all__ = [
@@ -347,7 +348,9 @@ class TorchVectorEnv(VectorEnv):
         return max(1, math.ceil(cls.AUTO_COMPILE_SECONDS / per_step))
 
     def _enable_compile(self) -> None:
-        self._core_fn = torch.compile(self._private_core_fast(), dynamic=False)
+        compiled = torch.compile(self._private_core_fast(), dynamic=False)
+        # on CPU, the step compiled ahead of time (no per-call dynamo cost); torch.compile as its fallback
+        self._core_fn = AotStep(self, compiled) if self.device.type == "cpu" else compiled
         self._compiled = True
 
     # --- parameters ----------------------------------------------------------------------------------

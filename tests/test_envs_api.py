@@ -467,16 +467,27 @@ def test_compiled_step_matches_eager_all_envs(cls: type[TorchVectorEnv], mode: A
 
 @pytest.mark.slow
 def test_many_compiled_envs_stay_compiled() -> None:
-    """More compiled envs in one process than dynamo's recompile limit (8) must each still get compiled."""
+    """More compiled envs in one process than dynamo's recompile limit (8) must each still get compiled:
+    the ahead-of-time step is compiled once and shared by envs of one configuration, and the
+    torch.compile step (action noise) gets a compiled graph per env."""
     from torch._dynamo.utils import counters
+
+    from riskrl.envs.aot import AotStep
 
     torch._dynamo.reset()
     before = counters["stats"]["unique_graphs"]
     limit = int(torch._dynamo.config.recompile_limit)
+    runs = set()
     for _ in range(limit + 2):
         env = CartPoleVecEnv(num_envs=3, compile=True)
         env.reset(seed=0)
         env.step(torch.tensor([0, 1, 1]))
+        assert isinstance(env._core_fn, AotStep) and env._core_fn._run is not None
+        runs.add(env._core_fn._run)
+        noisy = CartPoleVecEnv(num_envs=3, compile=True, action_noise_std=0.1)
+        noisy.reset(seed=0)
+        noisy.step(torch.tensor([0, 1, 1]))
+    assert len(runs) == 1  # one program for one configuration
     assert counters["stats"]["unique_graphs"] - before >= limit + 2
 
 

@@ -1,0 +1,101 @@
+"""The step compiled ahead of time (``riskrl.envs.aot``): same trajectories as eager, live parameters,
+one program per configuration, a disk cache that is reused and survives a broken file (issue #20)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from riskrl.envs import CartPoleVecEnv, PendulumVecEnv
+from riskrl.envs import aot as aot_module
+from riskrl.envs.aot import AotStep
+
+
+def _run_pair(eager, comp, steps: int, seed: int = 0) -> None:
+    """Step both envs with the same actions; flags and counters exactly equal, floats to rounding."""
+    eager.reset(seed=seed)
+    comp.reset(seed=seed)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        if eager._discrete:
+            a = torch.randint(0, 2, (eager.num_envs,), generator=gen)
+        else:
+            a = torch.rand(eager.num_envs, 1, generator=gen, dtype=torch.float64) * 4 - 2
+        oe, re, te, ue, _ = eager.step(a)
+        oc, rc, tc, uc, _ = comp.step(a)
+        assert torch.equal(te, tc) and torch.equal(ue, uc)
+        torch.testing.assert_close(oc, oe, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(rc, re, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(comp.state, eager.state, rtol=1e-9, atol=1e-9)
+
+
+def test_aot_step_follows_parameters_set_after_compiling_and_randomization() -> None:
+    """perturb() after the program was compiled reaches it (the env's tensors are its inputs), and
+    domain randomization's per-reset draws (written by the program itself) match eager."""
+    kw = {"num_envs": 16, "max_episode_steps": 20}
+    eager, comp = CartPoleVecEnv(**kw, compile=False), CartPoleVecEnv(**kw, compile=True)
+    _run_pair(eager, comp, 5)
+    assert isinstance(comp._core_fn, AotStep) and comp._core_fn._run is not None
+    for env in (eager, comp):
+        env.perturb(length=torch.linspace(0.2, 1.5, 16, dtype=torch.float64), force_mag=4.0)
+    _run_pair(eager, comp, 60, seed=3)
+    kw = {"num_envs": 8, "max_episode_steps": 7, "randomize": {"m": (0.5, 2.0), "l": (0.5, 1.5)}}
+    eager, comp = PendulumVecEnv(**kw, compile=False), PendulumVecEnv(**kw, compile=True)
+    _run_pair(eager, comp, 30)
+    torch.testing.assert_close(comp.params["m"], eager.params["m"], rtol=0, atol=0)
+    assert comp._core_fn._run is not None
+
+
+def test_action_noise_takes_the_torch_compile_step_with_the_same_draws() -> None:
+    kw = {"num_envs": 8, "max_episode_steps": 30, "action_noise_std": 0.2}
+    eager, comp = CartPoleVecEnv(**kw, compile=False), CartPoleVecEnv(**kw, compile=True)
+    _run_pair(eager, comp, 40)
+    assert comp._core_fn._run is None  # never needed the ahead-of-time program
+
+
+def test_disk_cache_is_reused_and_a_broken_file_is_replaced(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("RISKRL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(aot_module, "_PROGRAMS", {})
+    env = CartPoleVecEnv(num_envs=5, compile=True)
+    env.reset(seed=0)
+    env.step(torch.zeros(5, dtype=torch.long))
+    (cached,) = (tmp_path / "aot").glob("*.pt2")
+    want = env.step(torch.ones(5, dtype=torch.long))
+
+    # a new process (empty in-memory cache) loads the file: no compile happens
+    monkeypatch.setattr(aot_module, "_PROGRAMS", {})
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled although the program was cached on disk")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch._inductor, "aoti_compile_and_package", no_compile)
+        again = CartPoleVecEnv(num_envs=5, compile=True)
+        again.reset(seed=0)
+        again.step(torch.zeros(5, dtype=torch.long))
+        got = again.step(torch.ones(5, dtype=torch.long))
+    assert again._core_fn._run is not None and not again._core_fn._failed
+    for x, y in zip(want[:4], got[:4], strict=True):
+        torch.testing.assert_close(y, x, rtol=0, atol=0)
+
+    # a broken file is compiled again and replaced
+    cached.write_bytes(b"not a package")
+    monkeypatch.setattr(aot_module, "_PROGRAMS", {})
+    third = CartPoleVecEnv(num_envs=5, compile=True)
+    third.reset(seed=0)
+    third.step(torch.zeros(5, dtype=torch.long))
+    assert third._core_fn._run is not None and cached.stat().st_size > 1000
+
+
+def test_no_disk_cache_when_the_cache_dir_is_empty(monkeypatch) -> None:
+    monkeypatch.setenv("RISKRL_CACHE_DIR", "")
+    env = CartPoleVecEnv(num_envs=6, compile=True)
+    assert env._core_fn._cache_file() is None
+
+
+@pytest.mark.parametrize("n", [1, 6])
+def test_aot_step_refuses_invalid_actions_like_eager(n) -> None:
+    env = CartPoleVecEnv(num_envs=n, compile=True)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
+        env.step(torch.full((n,), 2))
