@@ -138,13 +138,17 @@ class TorchVectorEnv(VectorEnv):
             actions, one ``isnan().any()`` for continuous ones) and one read of its result (a host sync on
             CUDA). ``False`` skips it; shapes and dtypes are always checked (metadata only, no sync).
         compile: ``None`` (default, "auto"): eager at first; on CPU the env switches to the
-            ``torch.compile`` step after :meth:`auto_compile_after` steps (~13,000 steps at 1-64 envs,
-            ~4,300 at 4096, ~360 at 65536: about 4 s of eager stepping, one compile time), i.e. once a run
-            is long enough for the compile time to pay; deterministic, so a seed gives the same switch
-            point. Subclasses that override :meth:`step` stay eager. ``True``: compiled from the first step (~4-5x eager at 4096 CartPoles on one CPU
-            thread). ``False``: always eager. The compiled step equals the eager one up to float rounding
-            (kernel fusion may reorder operations; flags identical in the tests, states to ~1e-12 in
-            float64). Falls back to eager with a warning on failure.
+            compiled step after :meth:`auto_compile_after` steps (~13,000 steps at 1-64 envs,
+            ~4,300 at 4096, ~360 at 65536: about 4 s of eager stepping), i.e. once a run is long enough
+            for the compile to pay; deterministic, so a seed gives the same switch point. Subclasses
+            that override :meth:`step` stay eager. ``True``: compiled from the first step. ``False``:
+            always eager. On CPU the step is compiled ahead of time (:mod:`riskrl.envs.aot`, AOTInductor:
+            ~10-20 s the first time a configuration is compiled, then loaded from the disk cache in
+            ~1-3 s) and called without ``torch.compile``'s per-call cost (64 CartPoles: ~7x eager,
+            ~5x the ``torch.compile`` step); elsewhere, and for steps with action noise, it is the
+            ``torch.compile`` step. The compiled step equals the eager one up to float rounding (kernel
+            fusion may reorder operations; flags identical in the tests, states to ~1e-12 in float64).
+            Falls back to ``torch.compile`` and then to eager with a warning on failure.
         num_threads: torch intra-op threads used *inside* :meth:`step` / :meth:`rollout` (the caller's
             setting is restored before they return, so ``torch.get_num_threads()`` never changes as seen
             by the caller). ``None`` (default): 1 on CPU, which on a classic-control step is as fast as
