@@ -202,7 +202,8 @@ class ReplayBuffer:
         self.size = n
         self.pos = int(state["pos"])
         if self.n_envs is not None:
-            if "next_index" in state and state["last_row"].shape[0] == self.n_envs:
+            links = ("next_index", "write_id", "last_row", "last_write_id", "n_written")
+            if all(state.get(k) is not None for k in links) and state["last_row"].shape[0] == self.n_envs:
                 self.next_index[:n] = state["next_index"].to(self.device)
                 self.write_id[:n] = state["write_id"].to(self.device)
                 self.last_row.copy_(state["last_row"].to(self.device))

@@ -534,7 +534,8 @@ class BayesDQN(Agent):
         # else: resumed on an env with another num_envs; keep the fresh per-env state from _setup.
         self._n_calls = int(state["n_calls"])
         self._n_updates = int(state["n_updates"])
-        self._grad_credit = float(state.get("grad_credit", 0.0))
+        credit = state.get("grad_credit")  # absent (or None) in checkpoints made before utd_ratio
+        self._grad_credit = 0.0 if credit is None else float(credit)
 
     # ------------------------------------------------------------------ checkpoint schema (Agent.load)
 

@@ -108,6 +108,7 @@ class AotStep:
             tuple(env.params),
             tuple(env.randomize),
             tuple(env.single_action_space.shape or ()),
+            torch.get_num_threads(),  # the step runs (and compiles) under the env's thread count
             torch.__version__,
         )
 
