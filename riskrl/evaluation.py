@@ -313,13 +313,6 @@ def evaluate(
     slots = torch.arange(n_env, device=dev)
     quota = (int(n_episodes) + slots) // n_env  # exactly n_episodes in total
     max_quota = int(quota.max())
-    returns = torch.zeros(n_env, max_quota, dtype=torch.float64, device=dev)
-    lengths = torch.zeros(n_env, max_quota, dtype=torch.int64, device=dev)
-    count = torch.zeros(n_env, dtype=torch.int64, device=dev)
-    ep_return = torch.zeros(n_env, dtype=torch.float64, device=dev)
-    ep_length = torch.zeros(n_env, dtype=torch.int64, device=dev)
-    std_sum = torch.zeros((), dtype=torch.float64, device=dev)
-    std_count = torch.zeros((), dtype=torch.int64, device=dev)
     autoreset = AutoresetMask(env, n_env, dev)
     if max_steps is None:
         horizon = getattr(env, "max_episode_steps", None) or _FALLBACK_HORIZON
@@ -334,33 +327,20 @@ def evaluate(
     if start_states is not None:
         env.state = start_states  # exact starts (e.g. the same ones in every cell of a grid)
         obs = env.get_obs()
+    book = _EpisodeBook(quota, max_quota, autoreset)
     if fuse:
-        returns, lengths, std_sum, std_count, reports_std = _run_fused(
-            policy, env, obs, int(fuse), deterministic, quota, max_quota, autoreset, int(max_steps), perturb
-        )
+        _run_fused(book, policy, env, obs, int(fuse), deterministic, int(max_steps), perturb)
     else:
         for _ in range(int(max_steps)):
             action, std = act(obs)
             obs, reward, terminated, truncated, _info = env.step(action)
-            live = autoreset.live  # the step after a done under NEXT_STEP autoreset is not part of an episode
-            active = live & (count < quota)
-            if reports_std and std is not None:
-                std_sum += torch.where(active, std.to(device=dev, dtype=torch.float64), 0.0).sum()
-                std_count += active.sum()
-            ep_return += torch.where(live, torch.as_tensor(reward, device=dev).to(torch.float64), 0.0)
-            ep_length += live.to(torch.int64)
-            done = (terminated | truncated) & live
-            record = done & (count < quota)
-            rows = slots[record]
-            cols = count[record]
-            returns[rows, cols] = ep_return[record]
-            lengths[rows, cols] = ep_length[record]
-            count += record.to(torch.int64)
-            ep_return = torch.where(done, 0.0, ep_return)
-            ep_length = torch.where(done, 0, ep_length)
-            autoreset.update(done)
+            # one step is a one-step chunk of the fused path's bookkeeping (exactly the same sums)
+            book.add(
+                *(torch.as_tensor(x, device=dev).unsqueeze(0) for x in (reward, terminated, truncated)),
+                std.unsqueeze(0) if reports_std and std is not None else None,
+            )
             finished, broken = torch.stack(
-                ((count >= quota).all(), _nonfinite(obs, reward, dev))
+                (book.finished(), _nonfinite(obs, reward, dev))
             ).tolist()  # one host sync per step
             if broken:
                 raise ValueError(_nonfinite_message(env, perturb))
@@ -370,11 +350,12 @@ def evaluate(
             raise RuntimeError(
                 f"evaluation did not finish {n_episodes} episodes within max_steps={max_steps}"
             )
+    returns, lengths = book.returns, book.lengths
 
     mask = torch.arange(max_quota, device=dev).unsqueeze(0) < quota.unsqueeze(1)
     ret_np = returns[mask].cpu().numpy()
     len_np = lengths[mask].cpu().numpy()
-    mean_std = float(std_sum / std_count) if reports_std and int(std_count) > 0 else math.nan
+    mean_std = float(book.std_sum / book.std_count) if int(book.std_count) > 0 else math.nan
     ci = bootstrap_ci(ret_np, float(alpha), seed) if bootstrap else {}
     return EvalResult(
         returns=ret_np,
@@ -387,34 +368,31 @@ def evaluate(
 
 
 def _run_fused(
+    book: _EpisodeBook,
     policy: PolicyLike,
     env: Any,
     obs: Tensor,
     fuse: int,
     deterministic: bool,
-    quota: Tensor,
-    max_quota: int,
-    autoreset: AutoresetMask,
     max_steps: int,
     perturb: Mapping[str, Any] | None,
-) -> tuple[Tensor, Tensor, Tensor, Tensor, bool]:
-    """:func:`evaluate`'s loop with ``fuse`` steps per compiled program; returns ``(returns, lengths,
-    std_sum, std_count, reports_std)``."""
-    dev = quota.device
-    book = _ChunkBook(quota, max_quota, autoreset, dev)
+) -> None:
+    """:func:`evaluate`'s loop with ``fuse`` steps per compiled program, counted into ``book``."""
     step_policy = _fusable_policy(policy, env, deterministic)
     for _ in range(-(-max_steps // fuse)):
         ro = env.rollout(step_policy, fuse, obs=obs, fuse=fuse)
         obs = ro.obs[-1]
-        book.add(ro)
+        book.add(ro.rewards, ro.terminated, ro.truncated, ro.policy_extra)
         finished, broken = torch.stack(
-            (book.finished(), _nonfinite(ro.obs, ro.rewards, dev))
+            (book.finished(), _nonfinite(ro.obs, ro.rewards, book.quota.device))
         ).tolist()  # one host sync per program run
         if broken:
             raise ValueError(_nonfinite_message(env, perturb))
         if finished:
-            return book.returns, book.lengths, book.std_sum, book.std_count, book.reports_std
-    raise RuntimeError(f"evaluation did not finish {int(quota.sum())} episodes within max_steps={max_steps}")
+            return
+    raise RuntimeError(
+        f"evaluation did not finish {int(book.quota.sum())} episodes within max_steps={max_steps}"
+    )
 
 
 def _fusable_policy(policy: PolicyLike, env: Any, deterministic: bool) -> Callable[[Tensor], Any]:
@@ -449,12 +427,13 @@ def _fusable_policy(policy: PolicyLike, env: Any, deterministic: bool) -> Callab
     return policy
 
 
-class _ChunkBook:
-    """Episode bookkeeping over a chunk of steps at once (``Rollout`` tensors ``(T, N)``): the same
-    per-slot quotas as the call-by-call loop in :func:`evaluate`, vectorised over time."""
+class _EpisodeBook:
+    """Episode bookkeeping of :func:`evaluate` over chunks of steps (``(T, N)`` tensors; a call-by-call
+    step is a chunk of one): each env slot counts its first ``quota`` complete episodes, and the chosen
+    actions' epistemic std is averaged over the steps of the episodes counted."""
 
-    def __init__(self, quota: Tensor, max_quota: int, autoreset: AutoresetMask, dev: torch.device) -> None:
-        n = quota.shape[0]
+    def __init__(self, quota: Tensor, max_quota: int, autoreset: AutoresetMask) -> None:
+        n, dev = quota.shape[0], quota.device
         self.quota, self.autoreset, self.dev = quota, autoreset, dev
         self.returns = torch.zeros(n, max_quota, dtype=torch.float64, device=dev)
         self.lengths = torch.zeros(n, max_quota, dtype=torch.int64, device=dev)
@@ -463,33 +442,54 @@ class _ChunkBook:
         self.ep_length = torch.zeros(n, dtype=torch.int64, device=dev)
         self.std_sum = torch.zeros((), dtype=torch.float64, device=dev)
         self.std_count = torch.zeros((), dtype=torch.int64, device=dev)
-        self.reports_std = False
 
     def finished(self) -> Tensor:
+        """Whether every slot has its quota (a 0-dim tensor: no host sync)."""
         return (self.count >= self.quota).all()
 
-    def add(self, ro: Any) -> None:
-        t_len, n = ro.rewards.shape
-        flags = ro.terminated | ro.truncated
+    def add(self, rewards: Tensor, terminated: Tensor, truncated: Tensor, std: Tensor | None) -> None:
+        """Count a chunk of ``T`` steps: rewards and flags ``(T, N)``, the chosen actions' std or None."""
+        t_len = rewards.shape[0]
+        flags = terminated | truncated
         if self.autoreset.same_step:
             live, done = torch.ones_like(flags), flags
         else:  # the step after a done is only a reset (flags are False there): live[t] = not done[t-1]
             live = torch.cat((~self.autoreset.pending.unsqueeze(0), ~flags[:-1]))
             done = flags & live
             self.autoreset.pending = done[-1]
+        if t_len == 1:  # call by call: the running sums directly (the same numbers, a third of the ops)
+            self._add_step(rewards[0], live[0], done[0], None if std is None else std[0])
+        else:
+            self._add_chunk(rewards, live, done, std)
+
+    def _count_std(self, active: Tensor, std: Tensor | None) -> None:
+        if std is not None:
+            self.std_sum += torch.where(active, std.to(device=self.dev, dtype=torch.float64), 0.0).sum()
+            self.std_count += active.sum()
+
+    def _add_step(self, reward: Tensor, live: Tensor, done: Tensor, std: Tensor | None) -> None:
+        open_slot = self.count < self.quota
+        self._count_std(live & open_slot, std)
+        ep_return = self.ep_return + torch.where(live, reward.to(torch.float64), 0.0)
+        ep_length = self.ep_length + live.to(torch.int64)
+        record = done & open_slot
+        slot = record.nonzero(as_tuple=True)[0]
+        self.returns[slot, self.count[slot]] = ep_return[slot]
+        self.lengths[slot, self.count[slot]] = ep_length[slot]
+        self.count += record.to(torch.int64)
+        self.ep_return = torch.where(done, 0.0, ep_return)
+        self.ep_length = torch.where(done, 0, ep_length)
+
+    def _add_chunk(self, rewards: Tensor, live: Tensor, done: Tensor, std: Tensor | None) -> None:
+        t_len, n = rewards.shape
         # episode index each done fills, and whether it is within the slot's quota
         k = self.count + done.to(torch.int64).cumsum(0) - 1
         record = done & (k < self.quota)
-        active = live & (
-            (self.count + torch.cat((torch.zeros_like(k[:1]), done[:-1].cumsum(0)))) < self.quota
-        )
-        if ro.policy_extra is not None:
-            self.reports_std = True
-            self.std_sum += torch.where(active, ro.policy_extra.to(torch.float64), 0.0).sum()
-            self.std_count += active.sum()
+        before_t = torch.cat((torch.zeros_like(k[:1]), done[:-1].to(torch.int64).cumsum(0)))
+        self._count_std(live & ((self.count + before_t) < self.quota), std)
         # running return / length, restarted after every done: cumulative sums minus their value at
         # the last done before t (the carry-in is part of the first episode)
-        cum_r = self.ep_return + torch.where(live, ro.rewards.to(torch.float64), 0.0).cumsum(0)
+        cum_r = self.ep_return + torch.where(live, rewards.to(torch.float64), 0.0).cumsum(0)
         cum_l = self.ep_length + live.to(torch.int64).cumsum(0)
         t_idx = torch.arange(t_len, device=self.dev).unsqueeze(1).expand(t_len, n)
         last = torch.where(done, t_idx, -1).cummax(0).values
