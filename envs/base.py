@@ -624,9 +624,10 @@ class TorchVectorEnv(VectorEnv):
 
         ``policy`` maps an observation batch ``(N, obs_dim)`` to actions for :meth:`step`, or to
         ``(actions, extra)`` with a tensor ``extra`` recorded per step in ``Rollout.policy_extra`` (e.g.
-        the chosen actions' epistemic std); it runs under the env's :attr:`num_threads`, like the step. ``obs`` is the observation the first action is
-        chosen from (default: :meth:`get_obs`, the noise-free current one; pass the last observation
-        ``step``/``reset`` returned to continue exactly). The outputs are written into preallocated
+        the chosen actions' epistemic std); it runs under the env's :attr:`num_threads`, like the step.
+        ``obs`` is the observation the first action is chosen from (default: :meth:`get_obs`, the
+        noise-free current one; pass the last observation ``step``/``reset`` returned to continue
+        exactly). The outputs are written into preallocated
         ``(n_steps, N, ...)`` buffers (no per-step stacking); the thread switch is done once per call.
 
         ``fuse=k > 0`` compiles ``k`` steps of policy + env into one program (a ``scan``, the way gymnax
@@ -716,10 +717,10 @@ class TorchVectorEnv(VectorEnv):
             program = self._fused_program(policy, with_extra=isinstance(first, tuple))
             fused[key] = (policy, program, torch.zeros(fuse, 1, device=self.device))
         _, program, xs = fused[key]
+        buffers = (self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter)
         chunks = []
         for _ in range(n_steps // fuse):
-            carry = (o, self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter)
-            new_carry, ys = program(carry, xs)
+            new_carry, ys = program((o, *buffers), xs)
             if self.validate_actions and bool(ys[-1].any()):
                 what = f"in [0, {int(self.single_action_space.n)})" if self._discrete else "not NaN"
                 raise ValueError(
@@ -727,11 +728,7 @@ class TorchVectorEnv(VectorEnv):
                     "that is not in this fused rollout (env state restored)"
                 )
             o = new_carry[0]
-            for buf, value in zip(
-                (self._s, self._steps, self._prev_u8, self._ep_ret, self._ep_len, self._counter),
-                new_carry[1:],
-                strict=True,
-            ):
+            for buf, value in zip(buffers, new_carry[1:], strict=True):
                 buf.copy_(value)
             chunks.append(ys[:-1])
         cols = [c[0] if len(c) == 1 else torch.cat(c) for c in zip(*chunks, strict=True)]
