@@ -122,7 +122,12 @@ class AotStep:
 
     def _cache_file(self) -> Path | None:
         """Where this configuration's compiled program is kept on disk (``None``: no disk cache)."""
-        root = os.environ.get("RISKRL_CACHE_DIR", str(Path.home() / ".cache" / "riskrl"))
+        root = os.environ.get("RISKRL_CACHE_DIR")
+        if root is None:
+            try:
+                root = str(Path.home() / ".cache" / "riskrl")
+            except RuntimeError:  # no home directory: compile per process
+                return None
         if not root:
             return None
         h = hashlib.sha256(repr(self.key()).encode())
