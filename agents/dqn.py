@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from riskrl.bayes import FAMILIES, BayesMLP, Trainer, exact_members, polyak_update
+from riskrl.bayes import FAMILIES, BayesMLP, Particles, Trainer, exact_members, polyak_update
 from riskrl.checkpoint import CheckpointError, JsonSpec, Opt, TensorSpec
 from riskrl.envs.autoreset import AutoresetMask
 from riskrl.risk import lcb, validate_risk_tolerance
@@ -305,9 +305,12 @@ class BayesDQN(Agent):
         """
         if self._q_members_fn is not None:  # compile=True: exact members, the draw needs no seed
             return self._q_members_fn(obs)
+        return self._seeded_particles(seed)(obs)
+
+    def _seeded_particles(self, seed: int | None = None) -> Particles:
+        """The posterior draw behind :meth:`_q_particles` (default seed: the evaluation draw)."""
         seed = self.seed + _EVAL_SEED_OFFSET if seed is None else seed
-        q = self.q_net.particles(self._n_particles, generator=self._draw_generator(seed))(obs)
-        return q
+        return self.q_net.particles(self._n_particles, generator=self._draw_generator(seed))
 
     def _q_members(self, obs: Tensor) -> Tensor:
         """Every member's Q values ``(K, B, n_actions)`` (exact-member posteriors; compiled when
@@ -344,8 +347,7 @@ class BayesDQN(Agent):
         if self._q_members_fn is not None:
             particles = self.q_net.particles(self._n_particles)
         else:
-            seed = self.seed + _EVAL_SEED_OFFSET
-            particles = self.q_net.particles(self._n_particles, generator=self._draw_generator(seed))
+            particles = self._seeded_particles()
         risk_tolerance, start = self.risk_tolerance, self.action_start
 
         def uncertainty(obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -120,7 +120,7 @@ class AotStep:
             *env.params.values(),
         ]
 
-    def _cache_file(self) -> Path | None:
+    def _cache_file(self, key: tuple[Any, ...]) -> Path | None:
         """Where this configuration's compiled program is kept on disk (``None``: no disk cache)."""
         root = os.environ.get("RISKRL_CACHE_DIR")
         if root is None:
@@ -130,7 +130,7 @@ class AotStep:
                 return None
         if not root:
             return None
-        h = hashlib.sha256(repr(self.key()).encode())
+        h = hashlib.sha256(repr(key).encode())
         for cls in (type(self._env), *type(self._env).__mro__):  # the step's code: every env class's source
             if cls.__module__.startswith(("riskrl", "envs")):
                 h.update(inspect.getsource(inspect.getmodule(cls)).encode())
@@ -141,7 +141,7 @@ class AotStep:
     def _compile(self, action: torch.Tensor) -> None:
         key = self.key()
         run = _PROGRAMS.get(key)
-        cache = self._cache_file()
+        cache = self._cache_file(key)
         if run is None and cache is not None and cache.is_file():
             try:
                 run = torch._inductor.aoti_load_package(str(cache)).loader.run

@@ -90,7 +90,7 @@ def test_disk_cache_is_reused_and_a_broken_file_is_replaced(tmp_path, monkeypatc
 def test_no_disk_cache_when_the_cache_dir_is_empty(monkeypatch) -> None:
     monkeypatch.setenv("RISKRL_CACHE_DIR", "")
     env = CartPoleVecEnv(num_envs=6, compile=True)
-    assert env._core_fn._cache_file() is None
+    assert env._core_fn._cache_file(env._core_fn.key()) is None
 
 
 @pytest.mark.parametrize("n", [1, 6])
