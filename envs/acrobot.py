@@ -110,7 +110,7 @@ class AcrobotVecEnv(TorchVectorEnv):
 
     def _obs_from_state(self, s: torch.Tensor) -> torch.Tensor:
         th1, th2, dth1, dth2 = s.unbind(0)
-        return torch.stack((torch.cos(th1), torch.sin(th1), torch.cos(th2), torch.sin(th2), dth1, dth2), -1)
+        return self._stack_obs(torch.cos(th1), torch.sin(th1), torch.cos(th2), torch.sin(th2), dth1, dth2)
 
     def termination_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """``-cos θ1 - cos(θ1 + θ2) > 1`` computed from the (cos, sin) features of ``next_obs``."""

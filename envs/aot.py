@@ -10,7 +10,8 @@ Compiled programs are kept per process, keyed by everything the program bakes in
 size, dtypes, autoreset mode, horizon, randomized parameters), so envs of one configuration compile
 once, and on disk (``$RISKRL_CACHE_DIR``, default ``~/.cache/riskrl``, under ``aot/``), keyed also by
 the env's source code, torch's version and the CPU's instruction set, so a later process loads the
-program in a fraction of a second instead of compiling it again (~10-20 s). Like torch's own compile
+program in a fraction of a second instead of compiling it again (~10-20 s); the disk keeps the
+:data:`MAX_CACHED_PROGRAMS` most recently used programs. Like torch's own compile
 caches these are native libraries this process wrote; point ``RISKRL_CACHE_DIR`` elsewhere (or set it
 to an empty string to keep nothing on disk) on shared machines. Anything AOTInductor cannot do falls
 back to ``torch.compile`` (with a warning), and steps with action noise (a random draw per step)
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import operator
 import os
 import platform
 import tempfile
@@ -44,20 +46,38 @@ _BUFFERS = (
     "_ep_len",
     "_counter",
     "_key",
-    "_idx_mul",
     "_rlo",
     "_rspan",
 )
-_RANDOMIZE_BUFFERS = ("_rand_lo", "_rand_span", "_rand_idx_mul")
+_RANDOMIZE_BUFFERS = ("_rand_lo", "_rand_span")
+
+
+#: at most this many compiled step programs are kept on disk (~2 MB each); the least recently used go
+#: first (each riskrl or torch version, env configuration and thread count is a program of its own)
+MAX_CACHED_PROGRAMS = 64
+
+
+def _prune(folder: Path, keep: int = MAX_CACHED_PROGRAMS - 1) -> None:
+    """Delete all but the ``keep`` most recently used ``*.pt2`` programs in ``folder`` (best effort)."""
+    try:
+        files = sorted(folder.glob("*.pt2"), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:
+        return
+    for old in files[keep:]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
 
 
 class _StepProgram(torch.nn.Module):
     """``env._core(action, None, fast=True)`` as a function of the env's tensors (for ``torch.export``)."""
 
-    def __init__(self, env: Any, names: tuple[str, ...]) -> None:
+    def __init__(self, env: Any, names: tuple[str, ...], keep: tuple[int, ...]) -> None:
         super().__init__()
         self._env = env
         self._names = names
+        self._keep = keep
 
     def forward(self, action: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         env, names = self._env, self._names
@@ -72,7 +92,7 @@ class _StepProgram(torch.nn.Module):
             for name, t in saved.items():
                 setattr(env, name, t)
             env.params = saved_params
-        return tuple(o for o in out if o is not None)
+        return tuple(out[i] for i in self._keep)
 
 
 #: compiled programs of this process: configuration key -> the AOTInductor runner's ``run``
@@ -90,9 +110,25 @@ class AotStep:
         self._env = env
         self._fallback = fallback
         self._names = _BUFFERS + (_RANDOMIZE_BUFFERS if env.randomize else ())
+        self._get_buffers = operator.attrgetter(*self._names)  # env -> the buffers, in order (one C call)
         self._run: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
         self._failed = False
-        self._same_step = env.autoreset_mode.name == "SAME_STEP"
+        self._stats = bool(env.episode_statistics)  # the program is compiled for this setting
+        self._keep = self._outputs()
+
+    def _outputs(self) -> tuple[int, ...]:
+        """Which of ``_core``'s outputs ``(obs, reward, term, trunc, done, ep_r, ep_l, final_obs)`` the
+        step uses: ``done`` only for episode statistics and ``final_obs``, ``ep_r`` / ``ep_l`` only for
+        episode statistics (each output the program leaves out is one allocation and one write fewer)."""
+        same_step = self._env.autoreset_mode.name == "SAME_STEP"
+        keep = [0, 1, 2, 3]
+        if self._stats or same_step:
+            keep.append(4)
+        if self._stats:
+            keep += [5, 6]
+        if same_step:
+            keep.append(7)
+        return tuple(keep)
 
     def key(self) -> tuple[Any, ...]:
         """What the compiled program bakes in: envs agreeing on it share one program."""
@@ -108,17 +144,13 @@ class AotStep:
             tuple(env.params),
             tuple(env.randomize),
             tuple(env.single_action_space.shape or ()),
+            self._keep,
             torch.get_num_threads(),  # the step runs (and compiles) under the env's thread count
             torch.__version__,
         )
 
     def _inputs(self, action: torch.Tensor) -> list[torch.Tensor]:
-        env = self._env
-        return [
-            action.contiguous(),
-            *(getattr(env, name) for name in self._names),
-            *env.params.values(),
-        ]
+        return [action.contiguous(), *self._get_buffers(self._env), *self._env.params.values()]
 
     def _cache_file(self, key: tuple[Any, ...]) -> Path | None:
         """Where this configuration's compiled program is kept on disk (``None``: no disk cache)."""
@@ -147,14 +179,16 @@ class AotStep:
                 run = torch._inductor.aoti_load_package(str(cache)).loader.run
             except Exception:  # a broken or foreign file: compile again and replace it
                 run = None
+        elif run is None and cache is not None:
+            _prune(cache.parent)  # a new program is about to be written: make room first
         if run is None:
             example = [t.clone() for t in self._inputs(action)]
-            with warnings.catch_warnings():  # torch.export's own deprecation notices are not the user's
+            # torch's own deprecation notices (from export and from inductor) are not the user's
+            with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="riskrl-aot-") as tmp:
                 warnings.simplefilter("ignore", FutureWarning)
                 program = torch.export.export(
-                    _StepProgram(self._env, self._names), tuple(example), strict=False
+                    _StepProgram(self._env, self._names, self._keep), tuple(example), strict=False
                 )
-            with tempfile.TemporaryDirectory(prefix="riskrl-aot-") as tmp:
                 path = torch._inductor.aoti_compile_and_package(
                     program, package_path=str(Path(tmp) / "step.pt2")
                 )
@@ -165,12 +199,22 @@ class AotStep:
                     except OSError:  # a read-only home: compile per process
                         pass
                 run = torch._inductor.aoti_load_package(path).loader.run
+        elif cache is not None and cache.is_file():
+            try:
+                os.utime(cache)  # used now: the pruning keeps recently used programs
+            except OSError:
+                pass
         _PROGRAMS[key] = run
         self._run = run
 
     def __call__(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
         if act_noise is not None or self._failed:
             return self._fallback(action, act_noise)
+        if self._env.episode_statistics != self._stats:
+            # episode statistics switched on (or off) after compiling: the program for the new setting
+            self._stats = bool(self._env.episode_statistics)
+            self._keep = self._outputs()
+            self._run = None
         if self._run is None:
             try:
                 self._compile(action)
@@ -185,6 +229,10 @@ class AotStep:
                 return self._fallback(action, act_noise)
         assert self._run is not None
         out = self._run(self._inputs(action))
-        if self._same_step:  # obs, reward, term, trunc, done, ep_r, ep_l, final_obs
-            return tuple(out)
-        return (*out, None)
+        keep = self._keep
+        if len(keep) == 4:  # the default: obs, reward, term, trunc
+            return (*out, None, None, None, None)
+        full: list[Any] = [None] * 8
+        for i, o in zip(keep, out, strict=True):
+            full[i] = o
+        return tuple(full)

@@ -69,7 +69,7 @@ class PendulumVecEnv(TorchVectorEnv):
 
     def _obs_from_state(self, s: torch.Tensor) -> torch.Tensor:
         th, thdot = s.unbind(0)
-        return torch.stack((torch.cos(th), torch.sin(th), thdot), -1)
+        return self._stack_obs(torch.cos(th), torch.sin(th), thdot)
 
     def reward_fn(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Reward from the CURRENT obs: θ = atan2(sin, cos), torque clipped to ``[-2, 2]``."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from gymnasium.vector import AutoresetMode
 
 from riskrl.envs import CartPoleVecEnv, PendulumVecEnv
 from riskrl.envs import aot as aot_module
@@ -99,3 +100,71 @@ def test_aot_step_refuses_invalid_actions_like_eager(n) -> None:
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
         env.step(torch.full((n,), 2))
+
+
+def _episode_info(info: dict) -> tuple[torch.Tensor, ...] | None:
+    if "episode" not in info:
+        return None
+    return info["episode"]["r"], info["episode"]["l"], info["_episode"]
+
+
+@pytest.mark.parametrize("n", [16, 300])
+def test_episode_statistics_switched_on_after_compiling_reach_the_step(n) -> None:
+    """The compiled program leaves out ``done`` and the episode sums while statistics are off (the
+    default); switching them on later (as agents do) recompiles the step, and its ``info["episode"]``
+    equals eager's, on both sides of the bool / uint8 flag threshold."""
+    kw = {"num_envs": n, "max_episode_steps": 9}
+    eager, comp = CartPoleVecEnv(**kw, compile=False), CartPoleVecEnv(**kw, compile=True)
+    _run_pair(eager, comp, 4)
+    assert comp._core_fn._keep == (0, 1, 2, 3)
+    eager.episode_statistics = comp.episode_statistics = True
+    gen = torch.Generator().manual_seed(5)
+    seen = 0
+    for _ in range(20):
+        a = torch.randint(0, 2, (n,), generator=gen)
+        oe, _, te, ue, ie = eager.step(a)
+        oc, _, tc, uc, ic = comp.step(a)
+        assert tc.dtype == torch.bool and uc.dtype == torch.bool
+        assert torch.equal(te, tc) and torch.equal(ue, uc)
+        torch.testing.assert_close(oc, oe, rtol=1e-6, atol=1e-6)
+        want, got = _episode_info(ie), _episode_info(ic)
+        assert (want is None) == (got is None)
+        if want is not None:
+            seen += 1
+            torch.testing.assert_close(got[0], want[0], rtol=1e-9, atol=1e-9)
+            assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
+    assert seen >= 2  # the 9-step horizon ends episodes in the window
+    assert comp._core_fn._keep == (0, 1, 2, 3, 4, 5, 6)
+
+
+def test_same_step_autoreset_without_statistics_matches_eager_at_a_large_batch() -> None:
+    """SAME_STEP without episode statistics: the program returns ``done`` and ``final_obs`` but not the
+    episode sums; with 300 envs its flags come back as uint8 and the step reinterprets them."""
+    kw = {"num_envs": 300, "max_episode_steps": 8, "autoreset_mode": AutoresetMode.SAME_STEP}
+    eager, comp = CartPoleVecEnv(**kw), CartPoleVecEnv(**kw, compile=True)
+    _run_pair(eager, comp, 3)
+    assert comp._core_fn._keep == (0, 1, 2, 3, 4, 7)
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(12):
+        a = torch.randint(0, 2, (300,), generator=gen)
+        ie, ic = eager.step(a)[4], comp.step(a)[4]
+        assert set(ie) == set(ic)
+        if "_final_obs" in ic:
+            assert ic["_final_obs"].dtype == torch.bool and torch.equal(ie["_final_obs"], ic["_final_obs"])
+            torch.testing.assert_close(ic["final_obs"], ie["final_obs"], rtol=1e-6, atol=1e-6)
+
+
+def test_disk_cache_keeps_only_the_most_recently_used_programs(tmp_path) -> None:
+    """Every riskrl / torch version and env configuration writes its own program: the cache folder
+    keeps the newest ones (by last use) and deletes the rest instead of growing without bound."""
+    import os
+
+    for i in range(6):
+        f = tmp_path / f"CartPoleVecEnv-{i}.pt2"
+        f.write_bytes(b"x")
+        os.utime(f, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "notes.txt").write_text("not a program")
+    os.utime(tmp_path / "CartPoleVecEnv-1.pt2")  # used just now
+    aot_module._prune(tmp_path, keep=3)
+    left = sorted(f.name for f in tmp_path.iterdir())
+    assert left == ["CartPoleVecEnv-1.pt2", "CartPoleVecEnv-4.pt2", "CartPoleVecEnv-5.pt2", "notes.txt"]
