@@ -33,6 +33,9 @@ _LIBRARIES = ("torch", "gymnasium", "numpy", "stable-baselines3", "scipy")
 def code_version(path: str | Path | None = None) -> dict[str, Any]:
     """The git commit of the checkout holding ``path`` (default: this package) and whether it was dirty.
 
+    Dirty means tracked files differ from the commit outside ``experiments/results/``: results written
+    by an earlier run of the same session are evidence, not code, and do not make a run's code unknown.
+
     Outside a git checkout (an installed wheel) the commit is ``None`` and the riskrl version stands in.
     """
     where = Path(path) if path is not None else Path(__file__).resolve().parent
@@ -49,7 +52,11 @@ def code_version(path: str | Path | None = None) -> dict[str, Any]:
         return out.stdout.strip()
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    status = (
+        git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)experiments/results")
+        if commit
+        else None
+    )
     return {"riskrl": __version__, "git_commit": commit, "git_dirty": bool(status) if commit else None}
 
 
