@@ -53,7 +53,14 @@ def code_version(path: str | Path | None = None) -> dict[str, Any]:
 
     commit = git("rev-parse", "HEAD")
     status = (
-        git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)experiments/results")
+        git(
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":(top)",
+            ":(top,exclude)experiments/results",
+        )
         if commit
         else None
     )
