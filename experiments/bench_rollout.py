@@ -16,13 +16,18 @@ CartPole-v1, random actions, env steps per second, at ``--sizes`` (default 64, 4
   (128 steps per call; its random actions are drawn inside the program) and EnvPool (one thread and all cores;
   only where an EnvPool wheel exists for the peers' Python).
 
+``--background-load K`` starts K busy processes for the whole run (each trains a small MLP on one torch
+thread, like a training job sharing the machine) and stops them at the end, so "under load" is a
+condition the run sets and records, not whatever else the machine happens to run.
+
 Two thread settings: ``default`` (torch's own default thread count, here with the machine's background
 load) and ``1`` (``torch.set_num_threads(1)``, gymnax with XLA's single-threaded CPU flags). In-process
 contenders of one cell are timed in interleaved rounds (median); the peers' subprocess runs between the
 in-process rounds of the same cell. The load average is recorded before and after.
 
 Usage: ``python experiments/bench_rollout.py [--seconds 0.1] [--rounds 5] [--sizes 64,4096,65536]
-[--threads default,1] [--peers-python /work/venvs/peers/bin/python] [--name bench_rollout]``
+[--threads default,1] [--background-load 2] [--peers-python /work/venvs/peers/bin/python]
+[--name bench_rollout]``
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +163,38 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if not a or not b else a / b
 
 
+#: one background-load process: a small MLP trained on random data, one torch thread, until killed
+_LOAD_WORKER = """
+import torch
+torch.set_num_threads(1)
+torch.manual_seed(0)
+net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1))
+opt = torch.optim.Adam(net.parameters(), 1e-3)
+x, y = torch.randn(256, 64), torch.randn(256, 1)
+while True:
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(net(x), y).backward()
+    opt.step()
+"""
+
+
+def _start_background_load(k: int) -> list[subprocess.Popen]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", _LOAD_WORKER], env=env) for _ in range(k)]
+    time.sleep(2.0 if k else 0.0)  # let them start before anything is timed
+    return procs
+
+
+def _stop_background_load(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=0.1, help="timing window per round and contender")
@@ -168,7 +206,23 @@ def main() -> None:
         "--fused-sizes", default="64,4096,65536", help="num_envs at which rollout(fuse=k) is timed"
     )
     ap.add_argument("--name", default="bench_rollout", help="results file stem in experiments/results/")
+    ap.add_argument(
+        "--background-load",
+        type=int,
+        default=0,
+        help="busy single-threaded processes (each training a small MLP) kept running during the run",
+    )
     args = ap.parse_args()
+    if args.background_load < 0:
+        ap.error("--background-load must be >= 0")
+    load = _start_background_load(args.background_load)
+    try:
+        _run(args)
+    finally:
+        _stop_background_load(load)
+
+
+def _run(args: argparse.Namespace) -> None:
     sizes = [int(n) for n in args.sizes.split(",")]
     settings = args.threads.split(",")
     default_threads = torch.get_num_threads()
@@ -285,7 +339,10 @@ def main() -> None:
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],
         "wall_s": round(time.time() - t_start, 1),
-        "note": "2-core CPU shared with other jobs (load average above); compare ratios within this run.",
+        "note": (
+            f"{os.cpu_count()}-core CPU; {args.background_load} busy single-threaded background process(es) "
+            "started by the run, plus whatever else ran (load average above); compare ratios within this run."
+        ),
     }
     write_results(RESULTS, args.name, results, config=config, markdown=_markdown(config, results))
     print(f"wrote {RESULTS / (args.name + '.json')} ({results['wall_s']}s)")

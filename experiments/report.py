@@ -138,6 +138,18 @@ def version_of(data: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------------------- sections
 
 
+def _background(data: dict[str, Any]) -> str:
+    """'K busy single-threaded background processes started by the run, ' (empty for older runs)."""
+    k = data["config"].get("background_load")
+    if not k:
+        return ""
+    return f"{k} busy single-threaded background process{'es' if k > 1 else ''} started by the run, "
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def render_rollouts(res: Results) -> list[str]:
     """One rollout-throughput run: every thread setting and size, then issue #20's targets."""
     data = res.data
@@ -191,8 +203,12 @@ def render_rollouts(res: Results) -> list[str]:
             rows,
         ),
         "",
-        f"Load average {data['loadavg_before'][0]:.1f} before the run, {data['loadavg_after'][0]:.1f} after "
-        f"({data['config']['cpu_count']} cores). " + verdict + res.source,
+        _sentence(
+            f"{_background(data)}load average {data['loadavg_before'][0]:.1f} before the run, "
+            f"{data['loadavg_after'][0]:.1f} after ({data['config']['cpu_count']} cores). "
+        )
+        + verdict
+        + res.source,
     ]
 
 
@@ -989,7 +1005,7 @@ def section_rollout_defaults(res: Results) -> list[str]:
     missed = [k for k, t in data["targets"].items() if not t["met"]]
     text = (
         f'Speed with the defaults: `make_vec("CartPole-v1", n)` with no flags (one run, torch\'s default '
-        f"{rows[0]['torch_threads']} threads, load average {data['loadavg_before'][0]:.0f} on the "
+        f"{rows[0]['torch_threads']} threads, {_background(data)}load average {data['loadavg_before'][0]:.0f} on the "
         f"{data['config']['cpu_count']}-core CPU, `experiments/results/bench_rollout.md`) steps "
         + " and ".join(f"{_millions(rate[n]['default'])} env-steps/s at {n} envs" for n in big)
         + " (gymnasium's numpy vector env "
