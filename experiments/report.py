@@ -481,7 +481,12 @@ def render_offline(res: Results) -> list[str]:
     ]
 
 
-OFFLINE = ("offline.json", "offline_discrete_cartpole.json", "offline_discrete_acrobot.json")
+OFFLINE = (
+    "offline.json",
+    "offline_discrete_cartpole.json",
+    "offline_discrete_cartpole_expert_replay.json",
+    "offline_discrete_acrobot.json",
+)
 
 
 def each_committed(names: Sequence[str], render: Callable[[Results], list[str]]) -> Section:
