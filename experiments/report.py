@@ -146,6 +146,12 @@ def _background(data: dict[str, Any]) -> str:
     return f"{k} busy single-threaded background process{'es' if k > 1 else ''} started by the run, "
 
 
+def _load(data: dict[str, Any]) -> float:
+    """The run's load average: at the end where the run started its own load (the one-minute average
+    at its start does not yet show it), else at the start."""
+    return data["loadavg_after" if data["config"].get("background_load") else "loadavg_before"][0]
+
+
 def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:]
 
@@ -503,7 +509,9 @@ def each_committed(names: Sequence[str], render: Callable[[Results], list[str]])
 
 section_offline = each_committed(OFFLINE, render_offline)
 #: rollout throughput: the loaded machine with default threads (the targets), one thread on a quiet one
-section_rollouts = each_committed(("bench_rollout.json", "bench_rollout_quiet.json"), render_rollouts)
+section_rollouts = each_committed(
+    ("bench_rollout.json", "bench_rollout_bg1.json", "bench_rollout_quiet.json"), render_rollouts
+)
 
 
 def _paired_worst(rows: list[dict[str, Any]], method: str, k: float) -> tuple[float, float, float] | None:
@@ -1012,7 +1020,8 @@ def section_rollout_defaults(res: Results) -> list[str]:
     missed = [k for k, t in data["targets"].items() if not t["met"]]
     text = (
         f'Speed with the defaults: `make_vec("CartPole-v1", n)` with no flags (one run, torch\'s default '
-        f"{rows[0]['torch_threads']} threads, {_background(data)}load average {data['loadavg_before'][0]:.0f} on the "
+        f"{rows[0]['torch_threads']} threads, {_background(data)}load average "
+        f"{_load(data):.0f} on the "
         f"{data['config']['cpu_count']}-core CPU, `experiments/results/bench_rollout.md`) steps "
         + " and ".join(f"{_millions(rate[n]['default'])} env-steps/s at {n} envs" for n in big)
         + " (gymnasium's numpy vector env "
@@ -1046,31 +1055,49 @@ def section_rollout_defaults(res: Results) -> list[str]:
     )
     repeats = [r for r in map(committed, LOADED_ROLLOUT_REPEATS) if r is not None]
     if repeats:
-        runs = [data, *(r.data for r in repeats)]
-        text += (
-            f" The same command run {len(runs)} times in a row under the same background load gives "
-            + "; ".join(
-                f"{key} "
-                + ", ".join(
-                    "-" if run["targets"][key]["value"] is None else f"{run['targets'][key]['value']:.2f}x"
-                    for run in runs
-                )
-                + f" (met in {sum(run['targets'][key]['met'] for run in runs)} of {len(runs)})"
-                for key in data["targets"]
+        text += " The same command run " + _repeat_summary([data, *(r.data for r in repeats)], repeats)
+    paragraphs = [text]
+    lighter = [r for r in map(committed, LIGHT_LOAD_ROLLOUT_RUNS) if r is not None]
+    if lighter:
+        runs = [r.data for r in lighter]
+        paragraphs += [
+            "",
+            f"With {runs[0]['config'].get('background_load')} busy single-threaded background process started "
+            "by the run instead (one other process busy: the condition issue #20's own numbers were "
+            "measured in), the same command run " + _repeat_summary(runs, lighter),
+        ]
+    return paragraphs
+
+
+def _repeat_summary(runs: list[dict[str, Any]], sources: list[Results]) -> str:
+    """'N times in a row ... gives <target> a, b, c (met in k of N); ...' for runs of one command."""
+    return (
+        f"{len(runs)} times in a row under the same background load gives "
+        + "; ".join(
+            f"{key} "
+            + ", ".join(
+                "-"
+                if run["targets"].get(key, {}).get("value") is None
+                else f"{run['targets'][key]['value']:.2f}x"
+                for run in runs
             )
-            + ": on a loaded 2-core machine single runs swing by tens of percent (numpy's own rate at 4096 "
-            "envs ranged "
-            + f"{_millions(min(_rate(run, 4096, 'numpy_vector') for run in runs))}-"
-            + f"{_millions(max(_rate(run, 4096, 'numpy_vector') for run in runs))}), so a target counts as met only "
-            "where every run meets it. Sources: "
-            + ", ".join(f"`experiments/results/{Path(r.name).name}`" for r in repeats)
-            + "."
+            + f" (met in {sum(run['targets'].get(key, {}).get('met', False) for run in runs)} of {len(runs)})"
+            for key in runs[-1]["targets"]
         )
-    return [text]
+        + ": on a loaded 2-core machine single runs swing by tens of percent (numpy's own rate at 4096 "
+        "envs ranged "
+        + f"{_millions(min(_rate(run, 4096, 'numpy_vector') for run in runs))}-"
+        + f"{_millions(max(_rate(run, 4096, 'numpy_vector') for run in runs))}), so a target counts as met only "
+        "where every run meets it. Sources: "
+        + ", ".join(f"`experiments/results/{Path(r.name).name}`" for r in sources)
+        + "."
+    )
 
 
 #: repeats of the loaded default-threads rollout run (same command, run right after it)
 LOADED_ROLLOUT_REPEATS = ("bench_rollout_loaded2.json", "bench_rollout_loaded3.json")
+#: the same command with one busy background process (``--background-load 1``), three runs in a row
+LIGHT_LOAD_ROLLOUT_RUNS = ("bench_rollout_bg1.json", "bench_rollout_bg1_2.json", "bench_rollout_bg1_3.json")
 
 
 def _rate(data: dict[str, Any], n: int, key: str) -> float:
