@@ -492,6 +492,7 @@ OFFLINE = (
     "offline_discrete_cartpole.json",
     "offline_discrete_cartpole_expert_replay.json",
     "offline_discrete_acrobot.json",
+    "offline_discrete_acrobot_expert_replay.json",
 )
 
 
