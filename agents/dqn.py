@@ -91,7 +91,10 @@ class BayesDQNConfig:
 
     Offline (:meth:`BayesDQN.learn_offline`): ``beta >= 0`` (default ``1.0``) makes the TD targets
     pessimistic, ``r + gamma * max_a' [mean_k Q_k(s', a') - beta * std_k Q_k(s', a')]`` across the
-    target members, shared by all members; ``0`` is the members' mean. Online training ignores it.
+    target members, shared by all members; ``0`` is the members' mean. ``cql_alpha > 0`` (default
+    ``0``, off) adds CQL's conservative penalty (Kumar et al., 2020) to every member's loss,
+    ``cql_alpha * (logsumexp_a Q_k(s, a) - Q_k(s, a_data))``, which pushes Q down on the actions the
+    dataset does not take. Online training ignores both.
     """
 
     num_envs: int = 1
@@ -134,6 +137,8 @@ class BayesDQNConfig:
     # ``mean - beta * std`` of the target Q across members (PBRL / SAC-N style), at the next action
     # that maximises it. 1.0: see experiments/results/offline*.md. Online learn() ignores beta.
     beta: float = 1.0
+    # Offline learning: CQL's conservative penalty weight (0: off); see the class docstring.
+    cql_alpha: float = 0.0
     compile: bool = False
 
     def __post_init__(self) -> None:
@@ -190,6 +195,9 @@ class BayesDQNConfig:
         self.beta = finite_float("beta", self.beta)
         if self.beta < 0:
             raise ValueError(f"beta (offline pessimism) must be >= 0, got {self.beta}")
+        self.cql_alpha = finite_float("cql_alpha", self.cql_alpha)
+        if self.cql_alpha < 0:
+            raise ValueError(f"cql_alpha (offline conservative penalty) must be >= 0, got {self.cql_alpha}")
 
 
 def td_target(rewards: Tensor, discounts: Tensor, terminated: Tensor, q_next: Tensor) -> Tensor:
@@ -430,8 +438,9 @@ class BayesDQN(Agent):
         self._grad_credit -= due
         return due
 
-    def _train_step(self, beta: float | None = None) -> None:
-        """One gradient step; ``beta`` set: pessimistic targets (:meth:`_pessimistic_target`)."""
+    def _train_step(self, beta: float | None = None, cql_alpha: float = 0.0) -> None:
+        """One gradient step; ``beta`` set: pessimistic targets (:meth:`_pessimistic_target`);
+        ``cql_alpha > 0``: CQL's conservative penalty added to every member's loss."""
         cfg = self.config
         batch = self.buffer.sample_n_step(cfg.batch_size, cfg.n_step, cfg.gamma, generator=self.rng)
         per = self._td_errors_fn(
@@ -442,6 +451,7 @@ class BayesDQN(Agent):
             batch["terminated"],
             batch["next_obs"],
             beta,
+            cql_alpha,
         )
         if cfg.bootstrap_p < 1.0:
             mask = (torch.rand(per.shape, device=self.device, generator=self.rng) < cfg.bootstrap_p).to(per)
@@ -465,9 +475,11 @@ class BayesDQN(Agent):
         terminated: Tensor,
         next_obs: Tensor,
         beta: float | None,
+        cql_alpha: float = 0.0,
     ) -> Tensor:
         """Per-particle, per-transition TD losses ``(n, B)`` of one batch (Double-DQN targets per
-        particle; ``beta`` set: pessimistic targets). Compiled when ``compile=True``."""
+        particle; ``beta`` set: pessimistic targets; ``cql_alpha > 0``: plus ``cql_alpha *
+        (logsumexp_a Q(s, a) - Q(s, a_taken))`` per particle). Compiled when ``compile=True``."""
         cfg = self.config
         b = obs.shape[0]
         n = self._n_particles
@@ -490,6 +502,8 @@ class BayesDQN(Agent):
             per = F.smooth_l1_loss(q_taken, target, reduction="none")
         else:
             per = F.mse_loss(q_taken, target, reduction="none")
+        if cql_alpha:
+            per = per + cql_alpha * (torch.logsumexp(q_both[:, :b], -1) - q_taken)
         return per
 
     # ------------------------------------------------------------------ learning from a dataset
@@ -498,7 +512,7 @@ class BayesDQN(Agent):
         return actions - self.action_start  # the buffer stores 0-based action indices
 
     def _offline_step(self) -> None:
-        self._train_step(beta=self.config.beta)
+        self._train_step(beta=self.config.beta, cql_alpha=self.config.cql_alpha)
 
     def _update_target(self) -> None:
         polyak_update(self.target_net, self.q_net, self.config.tau)  # buffers (standardisers) copied

@@ -124,9 +124,11 @@ def _evaluate(policy: Any, env_id: str, episodes: int) -> dict[str, Any]:
     }
 
 
-def run_riskrl(data: Dataset, env_id: str, seed: int, risks: list[float], episodes: int) -> list[dict]:
+def run_riskrl(
+    data: Dataset, env_id: str, seed: int, risks: list[float], episodes: int, dqn_kwargs: dict | None = None
+) -> list[dict]:
     discrete = data.actions.dim() == 1
-    cls, kwargs = (BayesDQN, DQN_KWARGS) if discrete else (BayesMPC, MPC_KWARGS)
+    cls, kwargs = (BayesDQN, dqn_kwargs or DQN_KWARGS) if discrete else (BayesMPC, MPC_KWARGS)
     agent = cls(env_id, seed=seed, buffer_size=max(len(data), 1000), **kwargs)
     started = time.time()
     agent.learn_offline(data, STEPS[cls.__name__])
@@ -299,9 +301,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--d3rlpy-python", default=None, help="python of a venv with d3rlpy 2.8.1 (else d3rlpy is skipped)"
     )
+    parser.add_argument(
+        "--dqn-cql-alpha", type=float, default=0.0, help="BayesDQN's CQL penalty weight (default 0: off)"
+    )
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--stem", default="offline")
     args = parser.parse_args(argv)
+    dqn_kwargs = {**DQN_KWARGS, **({"cql_alpha": args.dqn_cql_alpha} if args.dqn_cql_alpha else {})}
     torch.set_num_threads(1)
     envs, kinds = args.envs.split(","), args.kinds.split(",")
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -346,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
                         )
             print(env_id, kind, data.summary(), flush=True)
             for seed in seeds:
-                for row in run_riskrl(data, env_id, seed, risks, episodes):
+                for row in run_riskrl(data, env_id, seed, risks, episodes, dqn_kwargs):
                     runs.append({"env": env_id, "kind": kind, "size": size, "seed": seed, **row})
     for key, fut in pending:
         out = fut.result()
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     config = {
         "envs": envs, "kinds": kinds, "sizes": sizes, "seeds": seeds, "risk_tolerances": risks,
         "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "dataset_seed": 0,
-        "riskrl": {"BayesDQN": DQN_KWARGS, "BayesMPC": MPC_KWARGS}, "steps": STEPS,
+        "riskrl": {"BayesDQN": dqn_kwargs, "BayesMPC": MPC_KWARGS}, "steps": STEPS,
         "d3rlpy_algos": D3RLPY_ALGOS if args.d3rlpy_python else {}, "d3rlpy_python": args.d3rlpy_python,
         "not_run": not_run(envs, kinds, sizes, risks, len(seeds), eval_episodes,
                            D3RLPY_ALGOS["continuous"] if args.d3rlpy_python else []),
