@@ -433,7 +433,15 @@ def render_offline(res: Results) -> list[str]:
         k = d["best_positive_rt"]
         best = d["riskrl"][f"{float(k)}"]
         diff = d["best_minus_zero"]
-        algo, ref = max(d["d3rlpy"].items(), key=lambda kv: kv[1]["mean"])
+        peer = (
+            "not run"
+            if not d["d3rlpy"]
+            else "{} {:.1f} ± {:.1f}".format(
+                *(lambda kv: (kv[0], kv[1]["mean"], kv[1]["sd"]))(
+                    max(d["d3rlpy"].items(), key=lambda kv: kv[1]["mean"])
+                )
+            )
+        )
         rows.append(
             [
                 ds,
@@ -441,7 +449,7 @@ def render_offline(res: Results) -> list[str]:
                 f"{zero['mean']:.1f} ± {zero['sd']:.1f}",
                 f"{k:g}: {best['mean']:.1f} ± {best['sd']:.1f}",
                 f"{diff['mean']:+.1f} [{diff['ci95'][0]:+.1f}, {diff['ci95'][1]:+.1f}]",
-                f"{algo} {ref['mean']:.1f} ± {ref['sd']:.1f}",
+                peer,
             ]
         )
     positive = sum(d["best_minus_zero"]["ci95"][0] > 0 for d in datasets.values())
@@ -454,12 +462,19 @@ def render_offline(res: Results) -> list[str]:
         for d in datasets.values()
         if d["d3rlpy"]
     )
+    cql = cfg["riskrl"]["BayesDQN"].get("cql_alpha")
+    peers = (
+        "d3rlpy at its defaults with the same gradient steps, both evaluated by `riskrl.evaluate`"
+        if cfg.get("d3rlpy_algos")
+        else "d3rlpy not run (the same datasets without the penalty carry its numbers)"
+    )
     return [
-        f"**Learning from a dataset: {', '.join(cfg['envs'])}** (`experiments/bench_offline.py`, "
-        f"{', '.join(map(str, sizes))} "
+        f"**Learning from a dataset: {', '.join(cfg['envs'])}"
+        + (f", BayesDQN with CQL's penalty (cql_alpha {cql:g})" if cql else "")
+        + f"** (`experiments/bench_offline.py`, {', '.join(map(str, sizes))} "
         f"transitions, {len(next(iter(datasets.values()))['seeds'])} seeds, "
-        f"{'/'.join(map(str, episodes))} evaluation episodes per point, d3rlpy at its defaults with the same "
-        "gradient steps, both evaluated by `riskrl.evaluate`; mean ± SD over seeds; paired Δ = best "
+        f"{'/'.join(map(str, episodes))} evaluation episodes per point, {peers}; mean ± SD over seeds; "
+        "paired Δ = best "
         "risk_tolerance > 0 minus 0, same agent, t interval over seeds):",
         "",
         *table(
@@ -480,9 +495,13 @@ def render_offline(res: Results) -> list[str]:
         f"{'the offline pessimism knob is not shown to pay here. ' if positive == 0 else ''}"
         f"Default offline risk_tolerance (best mean normalised score over these datasets): "
         + ", ".join(f"{a} {k:g}" for a, k in data["summary"]["default_risk_tolerance"].items())
-        + f"; at it riskrl matches or beats d3rlpy's best algorithm "
-        f"on {wins} of {sum(bool(d['d3rlpy']) for d in datasets.values())} datasets. "
-        f"Not run in this run: {_as_text(cfg.get('not_run')).rstrip('.') or 'see the full report'}. "
+        + (
+            f"; at it riskrl matches or beats d3rlpy's best algorithm "
+            f"on {wins} of {sum(bool(d['d3rlpy']) for d in datasets.values())} datasets. "
+            if any(d["d3rlpy"] for d in datasets.values())
+            else ". "
+        )
+        + f"Not run in this run: {_as_text(cfg.get('not_run')).rstrip('.') or 'see the full report'}. "
         f"Full report: `experiments/results/{Path(res.name).stem}.md`. " + res.source,
     ]
 
@@ -491,8 +510,10 @@ OFFLINE = (
     "offline.json",
     "offline_discrete_cartpole.json",
     "offline_discrete_cartpole_expert_replay.json",
+    "offline_discrete_cartpole_expert_replay_cql1.json",
     "offline_discrete_acrobot.json",
     "offline_discrete_acrobot_expert_replay.json",
+    "offline_discrete_acrobot_expert_replay_cql1.json",
 )
 
 
