@@ -511,9 +511,11 @@ OFFLINE = (
     "offline_discrete_cartpole.json",
     "offline_discrete_cartpole_expert_replay.json",
     "offline_discrete_cartpole_expert_replay_cql1.json",
+    "offline_discrete_cartpole_cql1.json",
     "offline_discrete_acrobot.json",
     "offline_discrete_acrobot_expert_replay.json",
     "offline_discrete_acrobot_expert_replay_cql1.json",
+    "offline_discrete_acrobot_cql1.json",
 )
 
 
