@@ -594,6 +594,7 @@ class TorchVectorEnv(VectorEnv):
         """Step all envs; see the class docstring for the returned tensors and info conventions."""
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
+        # :meth:`_enter_threads` inlined (the step is the hot path): no switch when none is needed
         prev = torch.get_num_threads()
         if self.num_threads is None or self.num_threads == prev:
             return self._step(actions)
