@@ -433,15 +433,10 @@ def render_offline(res: Results) -> list[str]:
         k = d["best_positive_rt"]
         best = d["riskrl"][f"{float(k)}"]
         diff = d["best_minus_zero"]
-        peer = (
-            "not run"
-            if not d["d3rlpy"]
-            else "{} {:.1f} ± {:.1f}".format(
-                *(lambda kv: (kv[0], kv[1]["mean"], kv[1]["sd"]))(
-                    max(d["d3rlpy"].items(), key=lambda kv: kv[1]["mean"])
-                )
-            )
-        )
+        peer = "not run"
+        if d["d3rlpy"]:
+            algo, ref = max(d["d3rlpy"].items(), key=lambda kv: kv[1]["mean"])
+            peer = f"{algo} {ref['mean']:.1f} ± {ref['sd']:.1f}"
         rows.append(
             [
                 ds,
