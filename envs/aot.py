@@ -173,39 +173,43 @@ class AotStep:
     def _compile(self, action: torch.Tensor) -> None:
         key = self.key()
         run = _PROGRAMS.get(key)
+        if run is None:  # first env of this configuration in this process: from disk, else compiled
+            run = self._load_or_compile(key, action)
+            _PROGRAMS[key] = run
+        self._run = run
+
+    def _load_or_compile(
+        self, key: tuple[Any, ...], action: torch.Tensor
+    ) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
         cache = self._cache_file(key)
-        if run is None and cache is not None and cache.is_file():
+        if cache is not None and cache.is_file():
             try:
                 run = torch._inductor.aoti_load_package(str(cache)).loader.run
             except Exception:  # a broken or foreign file: compile again and replace it
-                run = None
-        elif run is None and cache is not None:
-            _prune(cache.parent)  # a new program is about to be written: make room first
-        if run is None:
-            example = [t.clone() for t in self._inputs(action)]
-            # torch's own deprecation notices (from export and from inductor) are not the user's
-            with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="riskrl-aot-") as tmp:
-                warnings.simplefilter("ignore", FutureWarning)
-                program = torch.export.export(
-                    _StepProgram(self._env, self._names, self._keep), tuple(example), strict=False
-                )
-                path = torch._inductor.aoti_compile_and_package(
-                    program, package_path=str(Path(tmp) / "step.pt2")
-                )
-                if cache is not None:
-                    try:
-                        cache.parent.mkdir(parents=True, exist_ok=True)
-                        atomic_write_bytes(cache, Path(path).read_bytes())
-                    except OSError:  # a read-only home: compile per process
-                        pass
-                run = torch._inductor.aoti_load_package(path).loader.run
-        elif cache is not None and cache.is_file():
-            try:
-                os.utime(cache)  # used now: the pruning keeps recently used programs
-            except OSError:
                 pass
-        _PROGRAMS[key] = run
-        self._run = run
+            else:
+                try:
+                    os.utime(cache)  # used now: the pruning keeps recently used programs
+                except OSError:
+                    pass
+                return run
+        elif cache is not None:
+            _prune(cache.parent)  # a new program is about to be written: make room first
+        example = [t.clone() for t in self._inputs(action)]
+        # torch's own deprecation notices (from export and from inductor) are not the user's
+        with warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix="riskrl-aot-") as tmp:
+            warnings.simplefilter("ignore", FutureWarning)
+            program = torch.export.export(
+                _StepProgram(self._env, self._names, self._keep), tuple(example), strict=False
+            )
+            path = torch._inductor.aoti_compile_and_package(program, package_path=str(Path(tmp) / "step.pt2"))
+            if cache is not None:
+                try:
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_bytes(cache, Path(path).read_bytes())
+                except OSError:  # a read-only home: compile per process
+                    pass
+            return torch._inductor.aoti_load_package(path).loader.run
 
     def __call__(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
         if act_noise is not None or self._failed:
