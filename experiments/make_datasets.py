@@ -79,6 +79,19 @@ EXPERTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
+def _learn_until_buffer_holds(agent, size: int) -> None:
+    """Train ``agent`` online until its replay buffer holds ``size`` transitions.
+
+    ``learn(n)`` counts env steps, and an autoreset step stores no transition, so ``learn(size)``
+    alone leaves the buffer a few rows short (Acrobot 10k: 9935). Training goes on, in steps of
+    what is missing, until the buffer (of capacity ``size``) is full; a step adds at most one row per
+    env and the agents here run one env, so the buffer ends at exactly ``size``.
+    """
+    agent.learn(size)
+    while len(agent.buffer) < size:
+        agent.learn(size - len(agent.buffer), reset_num_timesteps=False)
+
+
 def build(env_id: str, kind: str, size: int, seed: int = 0, num_envs: int = 4) -> Dataset:
     """The ``kind`` dataset of ``size`` transitions for ``env_id``, from ``seed`` (deterministic)."""
     s = seed + KIND_SEED[kind]
@@ -96,7 +109,7 @@ def build(env_id: str, kind: str, size: int, seed: int = 0, num_envs: int = 4) -
             agent = BayesDQN(env_id, seed=s, buffer_size=size, learning_starts=min(1000, size // 2))
         else:
             agent = BayesMPC(env_id, seed=s, buffer_size=size)
-        agent.learn(size)
+        _learn_until_buffer_holds(agent, size)
         meta.update(agent=type(agent).__name__)
         return replay_dataset(agent, metadata=meta)
     raise ValueError(f"unknown dataset kind {kind!r}; valid: {KINDS}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import pickle
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -15,6 +16,8 @@ import torch
 from riskrl.agents import BayesDQN
 from riskrl.checkpoint import CheckpointError, save_checkpoint
 from riskrl.data import Dataset, DatasetError, collect, from_minari, replay_dataset, to_minari
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FIELDS = (
     "observations",
@@ -249,3 +252,14 @@ def test_minari_round_trip(tmp_path, monkeypatch) -> None:
         )
     with pytest.raises(DatasetError, match="no local Minari dataset"):
         from_minari("riskrl/missing-v0")
+
+
+def test_reference_replay_dataset_holds_exactly_its_nominal_size() -> None:
+    """The reference "replay" kind is a whole training buffer of ``size`` transitions; autoreset
+    steps store none, so training must go on past ``learn(size)`` until the buffer is full."""
+    spec = importlib.util.spec_from_file_location("make_datasets", ROOT / "experiments" / "make_datasets.py")
+    make_datasets = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_datasets)
+    data = make_datasets.build("CartPole-v1", "replay", 300)
+    assert len(data) == 300
+    assert int(data.terminations.sum()) >= 3  # several episodes ended inside it, so autoresets happened
