@@ -44,7 +44,7 @@ import torch
 from scipy import stats
 
 import riskrl
-from riskrl.agents import BayesDQN, BayesMPC
+from riskrl.agents import BayesDQN, BayesDQNConfig, BayesMPC
 from riskrl.data import Dataset
 from riskrl.results import write_results
 
@@ -302,12 +302,17 @@ def main(argv: list[str] | None = None) -> None:
         "--d3rlpy-python", default=None, help="python of a venv with d3rlpy 2.8.1 (else d3rlpy is skipped)"
     )
     parser.add_argument(
-        "--dqn-cql-alpha", type=float, default=0.0, help="BayesDQN's CQL penalty weight (default 0: off)"
+        "--dqn-cql-alpha",
+        type=float,
+        default=BayesDQNConfig.cql_alpha,
+        help=f"BayesDQN's CQL penalty weight (default {BayesDQNConfig.cql_alpha:g}, the library's; 0: off)",
     )
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--stem", default="offline")
     args = parser.parse_args(argv)
-    dqn_kwargs = {**DQN_KWARGS, **({"cql_alpha": args.dqn_cql_alpha} if args.dqn_cql_alpha else {})}
+    # recorded even at the library default: results written before the default became 1.0 carry no
+    # cql_alpha and ran without the penalty
+    dqn_kwargs = {**DQN_KWARGS, "cql_alpha": args.dqn_cql_alpha}
     torch.set_num_threads(1)
     envs, kinds = args.envs.split(","), args.kinds.split(",")
     sizes = [int(n) for n in args.sizes.split(",")]
