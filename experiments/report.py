@@ -27,6 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_agents import ZOO_BUDGETS, group_runs, reached_500
+from make_datasets import ENVS as DATASET_ENVS
+from make_datasets import KINDS as DATASET_KINDS
+from make_datasets import SIZES as DATASET_SIZES
 from robustness import bootstrap_ci, is_full_budget, paired_delta
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -484,6 +487,25 @@ def _offline_default(
     return max((k for k, v in scores.items() if len(v) == full), key=lambda k: np.mean(scores[k]))
 
 
+def _missing_datasets(keys: list[str]) -> str:
+    """``env/kind/size`` keys in words, grouped by env and by the kinds sharing a set of sizes."""
+    if not keys:
+        return "none"
+    by_env: dict[str, dict[str, list[str]]] = {}
+    for key in keys:
+        env, kind, size = key.split("/")
+        by_env.setdefault(env, {}).setdefault(kind, []).append(size)
+    parts = []
+    for env, kinds in by_env.items():
+        by_sizes: dict[tuple[str, ...], list[str]] = {}
+        for kind, sizes in kinds.items():
+            by_sizes.setdefault(tuple(sizes), []).append(kind)
+        parts.append(
+            f"{env} " + ", ".join(f"{'/'.join(ks)} at {' and '.join(sz)}" for sz, ks in by_sizes.items())
+        )
+    return "; ".join(parts)
+
+
 def _cell(d: dict[str, Any], rt: str) -> str:
     return f"{d['riskrl'][rt]['mean']:.1f} ± {d['riskrl'][rt]['sd']:.1f}"
 
@@ -543,6 +565,8 @@ def _offline_overview_lines() -> tuple[str, ...]:
         for a, (slot, rt) in defaults.items()
     )
     sources = sorted({m[s][0].name for m in slots.values() for s in m})
+    grid = [f"{e}/{k}/{n}" for e in DATASET_ENVS for k in DATASET_KINDS for n in DATASET_SIZES]
+    missing = [key for key in grid if key not in slots]
     return (
         "**Learning from a dataset: every committed offline run in one table** (`experiments/bench_offline.py`; "
         "per dataset the run with the most seeds × evaluation episodes; mean ± SD over seeds; in brackets the "
@@ -570,7 +594,9 @@ def _offline_overview_lines() -> tuple[str, ...]:
         f"(mean normalised score over its datasets): {default_text}; it is within 0.1 (normalised) of the "
         f"per-dataset best on {sum(near)} of {len(near)} datasets; it matches or beats d3rlpy's best algorithm "
         f"(mean over seeds, at every committed size) on this many of the envs where d3rlpy ran, per dataset kind: "
-        f"{kinds}. Per-run tables with every risk_tolerance: "
+        f"{kinds}. Of the issue's grid ({len(DATASET_ENVS)} envs × {len(DATASET_KINDS)} kinds × sizes "
+        f"{', '.join(map(str, DATASET_SIZES))}) {len(grid) - len(missing)} of {len(grid)} datasets have results; "
+        f"not run yet: {_missing_datasets(missing)}. Per-run tables with every risk_tolerance: "
         + ", ".join(f"`experiments/results/{Path(n).stem}.md`" for n in sources)
         + ". Sources: "
         + ", ".join(f"`experiments/results/{n}` ({version_of(committed(n).data)})" for n in sources)
