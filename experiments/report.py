@@ -555,7 +555,13 @@ def _offline_overview_lines() -> tuple[str, ...]:
                 peer_text,
             ]
         )
-    positive = sum(m["plain"][1]["best_minus_zero"]["ci95"][0] > 0 for m in slots.values() if "plain" in m)
+    positive = {
+        slot: (
+            sum(m[slot][1]["best_minus_zero"]["ci95"][0] > 0 for m in slots.values() if slot in m),
+            sum(slot in m for m in slots.values()),
+        )
+        for slot in ("plain", "cql")
+    }
     kinds = ", ".join(
         f"{kind} {sum(all(v) for v in envs.values())} of {len(envs)}"
         for kind, envs in sorted(wins.items(), key=lambda kv: order.get(kv[0], 9))
@@ -589,8 +595,9 @@ def _offline_overview_lines() -> tuple[str, ...]:
             rows,
         ),
         "",
-        f"A positive risk_tolerance beats 0 with a paired 95% interval above zero on {positive} of "
-        f"{sum('plain' in m for m in slots.values())} datasets. The best single offline setting per agent "
+        "A positive risk_tolerance beats 0 with a paired 95% interval above zero on "
+        f"{positive['plain'][0]} of {positive['plain'][1]} datasets without the penalty and on "
+        f"{positive['cql'][0]} of {positive['cql'][1]} with it. The best single offline setting per agent "
         f"(mean normalised score over its datasets): {default_text}; it is within 0.1 (normalised) of the "
         f"per-dataset best on {sum(near)} of {len(near)} datasets; it matches or beats d3rlpy's best algorithm "
         f"(mean over seeds, at every committed size) on this many of the envs where d3rlpy ran, per dataset kind: "
