@@ -435,6 +435,9 @@ OFFLINE = (
     "offline_discrete_acrobot_expert_replay.json",
     "offline_discrete_acrobot_expert_replay_cql1.json",
     "offline_discrete_acrobot_cql1.json",
+    "offline_continuous_pendulum.json",
+    "offline_continuous_mountaincar.json",
+    "offline_continuous_mountaincar_replay.json",
 )
 
 
