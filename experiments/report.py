@@ -435,6 +435,7 @@ OFFLINE = (
     "offline_discrete_acrobot_expert_replay.json",
     "offline_discrete_acrobot_expert_replay_cql1.json",
     "offline_discrete_acrobot_cql1.json",
+    "offline_discrete_cartpole_100k.json",
     "offline_continuous_pendulum.json",
     "offline_continuous_mountaincar.json",
     "offline_continuous_mountaincar_replay.json",
@@ -478,16 +479,15 @@ def _offline_slots() -> dict[str, dict[str, tuple[Results, dict[str, Any]]]]:
 def _offline_default(
     slots: dict[str, dict[str, tuple[Results, dict[str, Any]]]], agent: str
 ) -> tuple[str, str]:
-    """``agent``'s offline default over every committed dataset: the (slot, risk_tolerance) with the best
-    mean normalised score over the datasets where that slot was run for this agent."""
-    scores: dict[tuple[str, str], list[float]] = {}
-    for mine in slots.values():
-        for slot in ("plain", "cql"):
-            if slot in mine and mine[slot][1]["agent"] == agent:
-                for rt, v in mine[slot][1]["normalised"].items():
-                    scores.setdefault((slot, rt), []).append(v)
-    full = max(len(v) for v in scores.values())  # only settings run on every dataset of the slot's widest run
-    return max((k for k, v in scores.items() if len(v) == full), key=lambda k: np.mean(scores[k]))
+    """``agent``'s offline default: the (slot, risk_tolerance) with the best mean normalised score over
+    the datasets where every slot this agent has was run (so settings compete on the same datasets),
+    among the settings run on all of them."""
+    mine = [m for m in slots.values() if any(s in m and m[s][1]["agent"] == agent for s in ("plain", "cql"))]
+    kinds = {s for m in mine for s in ("plain", "cql") if s in m}
+    common = [m for m in mine if kinds <= m.keys()]
+    scores = [{(s, rt): v for s in kinds for rt, v in m[s][1]["normalised"].items()} for m in common]
+    settings = set.intersection(*(set(d) for d in scores))
+    return max(sorted(settings), key=lambda k: np.mean([d[k] for d in scores]))
 
 
 def _missing_datasets(keys: list[str]) -> str:
