@@ -436,6 +436,7 @@ OFFLINE = (
     "offline_discrete_acrobot_expert_replay_cql1.json",
     "offline_discrete_acrobot_cql1.json",
     "offline_discrete_cartpole_100k.json",
+    "offline_discrete_acrobot_100k.json",
     "offline_continuous_pendulum.json",
     "offline_continuous_mountaincar.json",
     "offline_continuous_mountaincar_replay.json",
