@@ -46,7 +46,7 @@ from scipy import stats
 import riskrl
 from riskrl.agents import BayesDQN, BayesDQNConfig, BayesMPC
 from riskrl.data import Dataset
-from riskrl.results import write_results
+from riskrl.results import write_figures, write_results
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_datasets import EXPERTS, build
@@ -284,8 +284,9 @@ def figure(summary: dict, risks: list[float]) -> Any:
         means = [t["riskrl"][str(rt)]["mean"] for rt in risks]
         sds = [t["riskrl"][str(rt)]["sd"] for rt in risks]
         ax.errorbar(risks, means, yerr=sds, marker="o", capsize=3, label=t["agent"])
-        for algo, v in t["d3rlpy"].items():
-            ax.axhline(v["mean"], linestyle="--", linewidth=1, label=f"d3rlpy {algo}")
+        for i, (algo, v) in enumerate(t["d3rlpy"].items()):  # axhline keeps one colour unless told
+            style = ("--", ":", "-.", (0, (5, 1)))[i % 4]
+            ax.axhline(v["mean"], color=f"C{i + 1}", linestyle=style, linewidth=1.2, label=f"d3rlpy {algo}")
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("risk_tolerance")
         ax.set_ylabel("return (mean ± SD over seeds)")
@@ -317,7 +318,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--stem", default="offline")
+    parser.add_argument(
+        "--replot",
+        action="store_true",
+        help="only redraw <stem>_risk.png from the committed <out>/<stem>.json (no training)",
+    )
     args = parser.parse_args(argv)
+    if args.replot:
+        committed = json.loads((Path(args.out) / f"{args.stem}.json").read_text())
+        risks = committed["config"]["risk_tolerances"]
+        print("written", write_figures(args.out, args.stem, {"risk": figure(committed["summary"], risks)}))
+        return
     # recorded even at the library default: results written before the default became 1.0 carry no
     # cql_alpha and ran without the penalty
     dqn_kwargs = {**DQN_KWARGS, "cql_alpha": args.dqn_cql_alpha}

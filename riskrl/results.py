@@ -14,7 +14,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,16 @@ def write_results(
     if markdown is not None:
         paths["markdown"] = out / f"{stem}.md"
         atomic_write_bytes(paths["markdown"], (markdown.rstrip("\n") + "\n").encode())
-    for suffix, fig in (figures or {}).items():
-        path = out / (f"{stem}_{suffix}.png" if suffix else f"{stem}.png")
+    paths.update(write_figures(out, stem, figures or {}))
+    return paths
+
+
+def write_figures(out: str | Path, stem: str, figures: Mapping[str, Any]) -> dict[str, Path]:
+    """Save each matplotlib figure as ``<out>/<stem>_<suffix>.png`` (``<stem>.png`` for the suffix
+    ``""``), atomically, and close it. Returns the paths by suffix (``"png"`` for ``""``)."""
+    paths = {}
+    for suffix, fig in figures.items():
+        path = Path(out) / (f"{stem}_{suffix}.png" if suffix else f"{stem}.png")
         tmp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(tmp, dpi=120)
         os.replace(tmp, path)
