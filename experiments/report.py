@@ -435,6 +435,8 @@ OFFLINE = (
     "offline_discrete_acrobot_expert_replay.json",
     "offline_discrete_acrobot_expert_replay_cql1.json",
     "offline_discrete_acrobot_cql1.json",
+    "offline_discrete_cartpole_10seeds.json",
+    "offline_discrete_acrobot_10seeds.json",
     "offline_discrete_cartpole_100k.json",
     "offline_discrete_acrobot_100k.json",
     "offline_continuous_pendulum.json",
