@@ -552,7 +552,11 @@ def _offline_overview_lines() -> tuple[str, ...]:
             [
                 key,
                 agent,
-                f"{len(base['seeds'])} × {mine.get('plain', mine.get('cql'))[0].data['config']['eval_episodes'][base['env']]}",
+                " / ".join(
+                    f"{len(d['seeds'])} × {mine[s][0].data['config']['eval_episodes'][d['env']]}"
+                    for s, d in (("plain", plain), ("cql", cql))
+                    if d is not None
+                ),
                 _cell(plain, "0.0") if plain else "not run",
                 f"{float(k):g}: {_cell(plain, k)} ({diff['mean']:+.1f} [{diff['ci95'][0]:+.1f}, {diff['ci95'][1]:+.1f}])"
                 if plain
@@ -591,7 +595,7 @@ def _offline_overview_lines() -> tuple[str, ...]:
             [
                 "dataset",
                 "agent",
-                "seeds × episodes",
+                "seeds × episodes (no penalty / penalty)",
                 "no penalty: risk_tolerance 0",
                 "no penalty: best risk_tolerance > 0 (paired Δ)",
                 f"CQL's penalty (cql_alpha 1): risk_tolerance {float(cql_rt):g}",
