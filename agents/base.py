@@ -350,7 +350,7 @@ class Agent(ABC):
         and CQL's conservative penalty (``cql_alpha``, default 1.0), :class:`BayesMPC` by fitting its
         dynamics model (and terminal value) to the data; both act on ``mean - risk_tolerance * std``
         as always. With no true env to tune on, the documented offline settings are
-        ``risk_tolerance=1.0`` for BayesDQN and ``0.0`` for BayesMPC: the best mean normalised
+        ``risk_tolerance=0.5`` for BayesDQN and ``0.0`` for BayesMPC: the best mean normalised
         score over the committed offline benchmark (README, "Learning from a dataset"), where
         neighbouring values score within noise of them. A later :meth:`learn` fine-tunes online,
         starting from the dataset in the buffer (set ``learning_starts=0`` to skip random warm-up
