@@ -526,15 +526,21 @@ def _offline_overview_lines() -> tuple[str, ...]:
     defaults = {a: _offline_default(slots, a) for a in agents}
     order = {"random": 0, "medium": 1, "expert": 2, "replay": 3}
     cql_rt = defaults["BayesDQN"][1] if "BayesDQN" in defaults else "0.0"
-    for key in sorted(
-        slots, key=lambda k: (k.split("/")[0], order.get(k.split("/")[1], 9), int(k.split("/")[2]))
-    ):
+
+    def grid_order(key: str) -> tuple[str, int, int]:
+        env, kind, size = key.split("/")
+        return env, order.get(kind, 9), int(size)
+
+    for key in sorted(slots, key=grid_order):
         mine = slots[key]
         plain, cql, peer = (mine.get(s, (None, None))[1] for s in ("plain", "cql", "peer"))
         base = plain or cql
         agent = base["agent"]
-        k = f"{float(plain['best_positive_rt'])}" if plain else None
-        diff = plain["best_minus_zero"] if plain else None
+        zero_text, best_text = "not run", "not run"
+        if plain:
+            k, diff = f"{float(plain['best_positive_rt'])}", plain["best_minus_zero"]
+            zero_text = _cell(plain, "0.0")
+            best_text = f"{float(k):g}: {_cell(plain, k)} ({diff['mean']:+.1f} [{diff['ci95'][0]:+.1f}, {diff['ci95'][1]:+.1f}])"
         peer_text, peer_mean = "not run", None
         if peer:
             algo, ref = max(peer["d3rlpy"].items(), key=lambda kv: kv[1]["mean"])
@@ -543,7 +549,7 @@ def _offline_overview_lines() -> tuple[str, ...]:
         at_default = mine.get(slot, (None, None))[1]
         if at_default is not None:
             if peer_mean is not None:
-                wins.setdefault(key.split("/")[1], {}).setdefault(key.split("/")[0], []).append(
+                wins.setdefault(base["kind"], {}).setdefault(base["env"], []).append(
                     at_default["riskrl"][rt]["mean"] >= peer_mean
                 )
             norm = [v for s in ("plain", "cql") if s in mine for v in mine[s][1]["normalised"].values()]
@@ -557,10 +563,8 @@ def _offline_overview_lines() -> tuple[str, ...]:
                     for s, d in (("plain", plain), ("cql", cql))
                     if d is not None
                 ),
-                _cell(plain, "0.0") if plain else "not run",
-                f"{float(k):g}: {_cell(plain, k)} ({diff['mean']:+.1f} [{diff['ci95'][0]:+.1f}, {diff['ci95'][1]:+.1f}])"
-                if plain
-                else "not run",
+                zero_text,
+                best_text,
                 _cell(cql, cql_rt) if cql else "—" if agent != "BayesDQN" else "not run",
                 peer_text,
             ]
