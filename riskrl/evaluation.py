@@ -164,7 +164,7 @@ def _callable_policy(policy: Callable[[Any], Any], policy_input: str) -> Callabl
 
     ``"torch"`` / ``"numpy"`` declare what the callable takes. ``"auto"`` calls it with the torch
     tensor first; if that raises, with the same observations as a numpy array, and whichever worked
-    is used for the rest of the evaluation. Outputs may be tensors, numpy arrays or lists.
+    is used for the rest of the evaluation. Outputs may be tensors (detached from any autograd graph), numpy arrays or lists.
     """
     if policy_input not in _POLICY_INPUTS:
         raise ValueError(f"policy_input must be one of {_POLICY_INPUTS}, got {policy_input!r}")
@@ -188,7 +188,9 @@ def _callable_policy(policy: Callable[[Any], Any], policy_input: str) -> Callabl
                         f"({numpy_err!r}); it gets observations of shape (B, obs_dim) and must return B actions"
                     ) from torch_err
                 mode[0] = "numpy"
-        if not isinstance(out, Tensor):
+        if isinstance(out, Tensor):
+            out = out.detach()  # e.g. an nn.Module policy called outside no_grad: actions need no graph
+        else:
             out = np.asarray(out)
         return torch.as_tensor(out, device=obs.device), None
 

@@ -45,6 +45,19 @@ def test_numpy_callables_are_detected_or_declared_and_match_torch_ones() -> None
     assert pend.lengths.tolist() == [200] * 4
 
 
+def test_module_policies_called_with_autograd_on_evaluate() -> None:
+    """An nn.Module policy returns actions attached to an autograd graph; evaluate detaches them
+    (it used to fail converting the returns to numpy) and gets the same episodes as a no_grad call."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1), torch.nn.Tanh())
+    kw = {"n_episodes": 4, "seed": 0, "bootstrap": False}
+    with_graph = riskrl.evaluate(lambda obs: 2 * net(obs.float()), "Pendulum-v1", **kw)
+    with torch.no_grad():
+        plain = riskrl.evaluate(lambda obs: 2 * net(obs.float()), "Pendulum-v1", **kw)
+    np.testing.assert_array_equal(with_graph.returns, plain.returns)
+    assert with_graph.returns.dtype == np.float64 and np.isfinite(with_graph.returns).all()
+
+
 def test_callable_errors_are_clear() -> None:
     with pytest.raises(AttributeError, match="astype"):
         riskrl.evaluate(numpy_policy, "CartPole-v1", n_episodes=2, policy_input="torch")
