@@ -49,7 +49,9 @@ def test_module_policies_called_with_autograd_on_evaluate() -> None:
     """An nn.Module policy returns actions attached to an autograd graph; evaluate detaches them
     (it used to fail converting the returns to numpy) and gets the same episodes as a no_grad call."""
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1), torch.nn.Tanh())
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1), torch.nn.Tanh()
+    )
     kw = {"n_episodes": 4, "seed": 0, "bootstrap": False}
     with_graph = riskrl.evaluate(lambda obs: 2 * net(obs.float()), "Pendulum-v1", **kw)
     with torch.no_grad():
