@@ -36,6 +36,7 @@ from riskrl.envs.autoreset import AutoresetMask
 
 from . import schema
 from .base import Agent, hidden_widths, require_ints, restore_generator
+from .behavior import BehaviorPolicy
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
 from .transitions import add_valid
@@ -95,6 +96,21 @@ class BayesMPCConfig:
             reward lies further away (MountainCar's goal).
         value_gamma, value_n_step, value_expectile, value_steps: its discount, TD backup length,
             expectile (``0.5`` = mean TD) and gradient steps per refit.
+    Behaviour prior (offline; see :class:`riskrl.agents.behavior.BehaviorPolicy`):
+        behavior_prior: ``learn_offline`` also fits a behaviour-cloning policy to the dataset's
+            actions (one step on the same minibatch as every model step), and once it is fitted each
+            plan starts from the sequence that policy follows through the model's mean prediction
+            (instead of the previous plan), searching around it (MBOP, Argenson & Dulac-Arnold
+            2021). A model fitted to an expert's actions cannot separate the actions' effect from the
+            states they were taken in; plans far from those actions exploit the error, and the
+            ensemble's disagreement (so ``risk_tolerance``) does not see it. On Pendulum's expert
+            data this takes BayesMPC from -1517 to about the expert's return
+            (``experiments/bench_offline.py``). Online training never fits it; after
+            ``learn_offline`` a later ``learn`` plans around it too. Set ``False`` (any time) to plan
+            without it.
+        behavior_std: the search's initial spread around the behaviour plan: Box, the Gaussian std
+            as a fraction of the half-range (in place of ``init_std``); Discrete, the share of
+            uniform probability mixed into the behaviour policy's action probabilities.
     """
 
     # Former names (same meaning and units), still accepted with a DeprecationWarning; checkpoints
@@ -141,6 +157,8 @@ class BayesMPCConfig:
     value_n_step: int = 10
     value_expectile: float = 0.8
     value_steps: int = 500
+    behavior_prior: bool = True
+    behavior_std: float = 0.3
 
     def __post_init__(self) -> None:
         self.hidden = hidden_widths(self.hidden)
@@ -173,6 +191,10 @@ class BayesMPCConfig:
             raise ValueError(f"value_expectile must be in [0.5, 1), got {self.value_expectile}")
         if not 0.0 < self.discount <= 1.0:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
+        if not isinstance(self.behavior_prior, bool):
+            raise ValueError(f"behavior_prior must be True or False, got {self.behavior_prior!r}")
+        if not (math.isfinite(self.behavior_std) and 0.0 <= self.behavior_std <= 1.0):
+            raise ValueError(f"behavior_std must be in [0, 1], got {self.behavior_std}")
 
 
 def build_planner(cfg: BayesMPCConfig, action_space: gym.Space, device: Any) -> CEMPlanner:
@@ -285,6 +307,12 @@ class BayesMPC(Agent):
         self._train_dist: Tensor | None = None  # warm start of the training-time planner
         self._eval_dist: Tensor | None = None  # warm start of predict()
         self._autoreset = AutoresetMask(self.env, int(self.env.num_envs), self.device)
+        # built last, so the other modules' initial weights do not depend on it; fitted offline only
+        self.behavior = BehaviorPolicy(self.obs_dim, self.action_space, cfg.hidden, cfg.activation).to(
+            self.device
+        )
+        self.behavior_fitted = False
+        self._behavior_optimizer: torch.optim.Optimizer | None = None
 
     def _model_functions(self) -> tuple[Any, Any]:
         """The env's batched ``reward_fn`` / ``termination_fn``, probed once on a ``(2, 1, ...)`` batch."""
@@ -370,8 +398,41 @@ class BayesMPC(Agent):
             total = total + discount * torch.where(alive, beyond, torch.zeros_like(beyond))
         return total.reshape(p, b, c), None if spread is None else spread.reshape(b, c)
 
+    @torch.no_grad()
+    def behavior_plan(self, obs: Tensor, generator: torch.Generator) -> Tensor:
+        """The planner's starting distribution from the behaviour policy, for ``obs (B, obs_dim)``.
+
+        The policy is followed through the dynamics model's mean prediction (averaged over ``P``
+        particles, no aleatoric noise) for ``horizon`` steps. Box: its actions ``(B, H, act_dim)``,
+        the Gaussian means; Discrete: its action probabilities ``(B, H, n)`` mixed with
+        ``behavior_std`` of uniform probability.
+        """
+        cfg = self.config
+        p = cfg.n_particles
+        particles = self.model.particles(p, generator=generator)
+        state = obs.to(torch.float32)
+        steps = []
+        for _ in range(cfg.horizon):
+            if self.discrete:
+                probs = self.behavior.probs(state)
+                steps.append((1 - cfg.behavior_std) * probs + cfg.behavior_std / self.act_features)
+                feat = torch.nn.functional.one_hot(probs.argmax(-1), self.act_features).float()
+            else:
+                feat = self.behavior.action(state)
+                steps.append(feat)
+            x = torch.cat([state, feat], dim=-1).expand(
+                p, *state.shape[:-1], state.shape[-1] + feat.shape[-1]
+            )
+            mean, _ = particles.mean_and_std(x)
+            state = state + mean.mean(0)
+        return torch.stack(steps, dim=1)
+
     def _plan(self, obs: Tensor, dist: Tensor | None, generator: torch.Generator) -> PlanResult:
-        if dist is None or dist.shape[0] != obs.shape[0]:
+        init_std = None
+        if self.config.behavior_prior and self.behavior_fitted:
+            dist = self.behavior_plan(obs, generator)
+            init_std = self.config.behavior_std
+        elif dist is None or dist.shape[0] != obs.shape[0]:
             dist = self.planner.initial(obs.shape[0])
         else:
             dist = self.planner.shift(dist)
@@ -384,7 +445,7 @@ class BayesMPC(Agent):
             assert spread is not None
             return returns, w * spread
 
-        return self.planner.plan(evaluate, dist, self.risk_tolerance, generator)
+        return self.planner.plan(evaluate, dist, self.risk_tolerance, generator, init_std=init_std)
 
     def plan(self, obs: Any) -> PlanResult:
         """Plan for a batch of observations with the evaluation generator (full :class:`PlanResult`)."""
@@ -499,6 +560,13 @@ class BayesMPC(Agent):
         self.trainer.reset_loss()
         self.model.fit_standardizers(self._offline_x, self._offline_y)
         self.model.train()
+        self._offline_obs, self._offline_actions = data["obs"], data["actions"]
+        self._behavior_optimizer = None
+        if self.config.behavior_prior:
+            self.behavior.obs_scaler.fit(data["obs"])
+            self._behavior_optimizer = torch.optim.Adam(
+                self.behavior.parameters(), lr=self.config.learning_rate
+            )
 
     def _offline_step(self) -> None:
         """One model gradient step on the next full minibatch of a per-epoch permutation of the dataset
@@ -506,7 +574,13 @@ class BayesMPC(Agent):
         x, y = self._offline_x, self._offline_y
         n = x.shape[0]
         weights = self.boot_weights[:n] if self.boot_weights.shape[1] > 1 else None
-        self.trainer.batch_step(x, y, self.trainer.next_batch(n, drop_last=True), n, weights)
+        idx = self.trainer.next_batch(n, drop_last=True)
+        self.trainer.batch_step(x, y, idx, n, weights)
+        if self._behavior_optimizer is not None:  # the behaviour policy learns from the same rows
+            loss = self.behavior.loss(self._offline_obs[idx], self._offline_actions[idx])
+            self._behavior_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self._behavior_optimizer.step()
 
     def _offline_end(self) -> None:
         """The model is trained; the terminal value (if enabled) is fitted to the dataset."""
@@ -518,7 +592,11 @@ class BayesMPC(Agent):
         self.trained = True
         self.steps_since_train = 0
         self.model_updates += 1
+        if self._behavior_optimizer is not None:
+            self.behavior_fitted = True
         self._offline_x = self._offline_y = None  # type: ignore[assignment]
+        self._offline_obs = self._offline_actions = None  # type: ignore[assignment]
+        self._behavior_optimizer = None
         self.trainer.reset_position()
 
     # ------------------------------------------------------------------ persistence
@@ -527,6 +605,7 @@ class BayesMPC(Agent):
         return {
             "model": dict(self.model.state_dict()),
             "value": None if self.value is None else self.value.state_dict(),
+            "behavior": dict(self.behavior.state_dict()) if self.behavior_fitted else None,
             "trained": self.trained,
             "plan_rng": self.plan_rng.get_state(),
             "eval_dist": self._eval_dist,
@@ -539,6 +618,10 @@ class BayesMPC(Agent):
             if state.get("value") is None:
                 raise ValueError("this checkpoint has no terminal value; load it with terminal_value=False")
             self.value.load_state_dict(state["value"])
+        behavior = state.get("behavior")  # absent in checkpoints saved before the behaviour prior
+        if behavior is not None:
+            self.behavior.load_state_dict(behavior)
+        self.behavior_fitted = behavior is not None
         self.trained = bool(state["trained"])
         restore_generator(self.plan_rng, state["plan_rng"], fallback_seed=self.seed + _PLAN_SEED_OFFSET)
         self._eval_dist = state["eval_dist"]
@@ -599,6 +682,7 @@ class BayesMPC(Agent):
             )
         build_planner(config, space, "meta")  # the planner's own checks (n_elites <= population, ...)
         model = build_model(config, obs_dim, act_features)
+        behavior = BehaviorPolicy(obs_dim, space, config.hidden, config.activation)
         trainer = Trainer(model, lr=config.learning_rate, weight_decay=config.weight_decay)
         value_spec: Any = None
         value_bytes = 0
@@ -614,6 +698,7 @@ class BayesMPC(Agent):
         policy = {
             "model": schema.module_spec(model),
             "value": value_spec,
+            "behavior": Opt(schema.module_spec(behavior)),
             "trained": JsonSpec("bool"),
             "plan_rng": schema.rng_spec(),
             "eval_dist": Opt(TensorSpec(schema.F32, ((1, 4096), h, act_features))),
@@ -635,7 +720,8 @@ class BayesMPC(Agent):
         row = 4 * (2 * obs_dim + 2 + n_boot) + 8 * 2 + (8 if discrete else 4 * act_features)
         width = max([obs_dim + act_features, *config.hidden])
         planning = 4 * 4 * config.n_particles * config.population * width  # one rollout step, batch 1
-        construct = 3 * schema.module_bytes(model) + value_bytes + cap * row + planning
+        construct = 3 * schema.module_bytes(model) + schema.module_bytes(behavior) + value_bytes + cap * row
+        construct += planning
         return policy, training, construct
 
     @classmethod

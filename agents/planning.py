@@ -19,6 +19,7 @@ and std across particles, and the refitted distribution mean for warm-starting t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -145,6 +146,7 @@ class CEMPlanner:
         dist: Tensor,
         risk_tolerance: float,
         generator: torch.Generator,
+        init_std: float | None = None,
     ) -> PlanResult:
         """Run CEM from the (warm-start) distribution ``dist`` for ``B = dist.shape[0]`` observations.
 
@@ -152,10 +154,15 @@ class CEMPlanner:
         (from ``action_space.start``) and returns predicted returns ``(P, B, C)``, or a pair
         ``(returns, extra)`` where ``extra (B, C) >= 0`` is added to the return std in the score only
         (``mean - risk_tolerance * (std + extra)``, e.g. an epistemic state-disagreement term).
+        ``init_std`` (Box) replaces the planner's ``init_std`` for this call (a fraction of the
+        half-range; e.g. a narrow search around a behaviour policy's plan).
         """
         b = dist.shape[0]
         dist = dist.clone()
-        std = None if self.discrete else (self.init_std * self.half).expand_as(dist).clone()
+        first_std = self.init_std if init_std is None else float(init_std)
+        if not (math.isfinite(first_std) and first_std >= 0):
+            raise ValueError(f"init_std must be finite and >= 0, got {init_std}")
+        std = None if self.discrete else (first_std * self.half).expand_as(dist).clone()
         min_std = None if self.discrete else self.min_std * self.half
         ar = torch.arange(b, device=dist.device)
         best_score = torch.full((b,), -float("inf"), device=dist.device)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import gymnasium
 import pytest
 import torch
 
 import riskrl
 from riskrl.agents import BayesDQN, BayesMPC
+from riskrl.agents.behavior import BehaviorPolicy
 from riskrl.agents.callbacks import BaseCallback
 from riskrl.agents.dqn import _pessimistic_target
 from riskrl.data import collect
@@ -78,9 +80,17 @@ class _StubParticles:
 def test_mpc_offline_plan_changes_with_risk_tolerance() -> None:
     data = collect("random", "Pendulum-v1", 200, seed=0)
     agent = BayesMPC(
-        "Pendulum-v1", seed=0, n_members=5, n_particles=5, horizon=5, population=64,
-        cem_iterations=3, sample_aleatoric=False, hidden=[8],
-    )  # fmt: skip
+        "Pendulum-v1",
+        seed=0,
+        n_members=5,
+        n_particles=5,
+        horizon=5,
+        population=64,
+        cem_iterations=3,
+        sample_aleatoric=False,
+        hidden=[8],
+        behavior_prior=False,
+    )  # fmt: skip  (the prior would start the search at 5 steps' cloned policy, not mid-range)
     agent.learn_offline(data, 5)
     assert agent.trained
     agent.model.particles = lambda n, generator=None: _StubParticles()  # type: ignore[method-assign]
@@ -176,6 +186,9 @@ def test_offline_agents_save_load_and_terminal_value(tmp_path) -> None:
     assert math.isfinite(agent.value.last_loss) and agent.model_updates == 1
     loaded = BayesMPC.load(agent.save(tmp_path / "mpc.riskrl"))
     assert loaded.trained and len(loaded.buffer) == 300
+    assert loaded.behavior_fitted  # the cloned policy travels with the checkpoint
+    for a, b in zip(agent.behavior.state_dict().values(), loaded.behavior.state_dict().values()):
+        assert torch.equal(a, b)
     assert torch.equal(loaded.buffer.next_index[:300], data.next_index())
     assert torch.equal(loaded.buffer.actions[:300], data.actions)
 
@@ -214,3 +227,84 @@ def test_cql_penalty_adds_logsumexp_minus_the_data_action_value_per_member() -> 
         BayesDQN("CartPole-v1", cql_alpha=-0.1)
     with pytest.raises(ValueError, match="cql_alpha"):
         BayesDQN("CartPole-v1", cql_alpha=float("nan"))
+
+
+# ----------------------------------------------------------------------------- BayesMPC's behaviour prior
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+def test_behavior_policy_clones_the_data_actions(env_id: str) -> None:
+    """BehaviorPolicy learns a scripted policy's actions from its data (Box: MSE in half-range units,
+    bounded by the action space; Discrete: cross-entropy, argmax agrees with the script)."""
+    script = swing_up if env_id == "Pendulum-v1" else balance
+    data = collect(script, env_id, 2000, seed=0, num_envs=4)
+    env = make_vec(env_id, 1)
+    torch.manual_seed(0)
+    policy = BehaviorPolicy(data.observations.shape[1], env.single_action_space, hidden=(64, 64))
+    policy.obs_scaler.fit(data.observations)
+    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        first = float(policy.loss(data.observations, data.actions))
+    for _ in range(600):
+        idx = torch.randint(0, len(data), (128,), generator=gen)
+        loss = policy.loss(data.observations[idx], data.actions[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        last = float(policy.loss(data.observations, data.actions))
+        cloned = policy.action(data.observations)
+    assert last < 0.3 * first, (first, last)
+    if env_id == "Pendulum-v1":
+        assert cloned.shape == (len(data), 1) and float(cloned.abs().max()) <= 2.0
+        assert float((cloned - data.actions).abs().mean()) < 0.3  # actions span [-2, 2]
+    else:
+        assert cloned.dtype == torch.int64 and float((cloned == data.actions).float().mean()) > 0.95
+    with pytest.raises(ValueError, match="Discrete or flat Box"):
+        BehaviorPolicy(3, gymnasium.spaces.MultiBinary(2))
+
+
+def test_offline_plan_starts_from_the_behavior_policy_and_online_training_never_fits_it() -> None:
+    """With one candidate (the search's mean) the offline plan is exactly the sequence the cloned
+    policy follows through the model; with the prior off it is the uninformed mid-range plan. Online
+    training does not fit the policy, so it plans as before."""
+    data = collect(swing_up, "Pendulum-v1", 600, seed=0, num_envs=2, epsilon=0.1)
+    one = dict(
+        hidden=[16], horizon=4, population=1, n_elites=1, keep_elites=0, cem_iterations=1, buffer_size=1000
+    )
+    agent = BayesMPC("Pendulum-v1", seed=0, **one)
+    assert not agent.behavior_fitted
+    agent.learn_offline(data, 100)
+    assert agent.behavior_fitted
+    obs = data.observations[:5]
+    expected = agent.behavior_plan(obs, torch.Generator().manual_seed(0))  # ensemble: no randomness
+    assert expected.shape == (5, 4, 1) and float(expected.abs().max()) <= 2.0
+    torch.testing.assert_close(agent.plan(obs).actions, expected)
+    assert not torch.equal(expected[:, 1:], expected[:, :1].expand(5, 3, 1))  # follows the model
+    agent.config.behavior_prior = False
+    agent._eval_dist = None  # no warm start from the previous plan
+    assert torch.equal(agent.plan(obs).actions, torch.zeros(5, 4, 1))
+    online = BayesMPC("Pendulum-v1", seed=0, learning_starts=20, retrain_interval=20, **one)
+    online.learn(60)
+    assert online.trained and not online.behavior_fitted
+    with pytest.raises(ValueError, match="behavior_std"):
+        BayesMPC("Pendulum-v1", behavior_std=1.5)
+
+
+def test_behavior_prior_rescues_offline_bayes_mpc_on_expert_pendulum() -> None:
+    """An expert's data (its action a function of the state, 10% random) let the model confound the
+    torque's effect with the state's; plans far from the expert's actions exploit that error, and
+    from hanging down the planner never swings up. Planning around the cloned policy does."""
+    data = collect(swing_up, "Pendulum-v1", 10_000, seed=0, num_envs=4, epsilon=0.1)
+    agent = BayesMPC("Pendulum-v1", seed=0, horizon=15, population=100, cem_iterations=3, buffer_size=10_000)
+    agent.learn_offline(data, 1500)
+    env = make_vec("Pendulum-v1", num_envs=3, max_episode_steps=100)
+    with_prior = riskrl.evaluate(agent, env, 3, seed=100, bootstrap=False)
+    agent.config.behavior_prior = False
+    without = riskrl.evaluate(agent, env, 3, seed=100, bootstrap=False)
+    # seed 100: two of the three episodes start hanging down (the scripted expert: about -120)
+    assert with_prior.returns.min() > -250 and without.returns.min() < -600, (
+        with_prior.returns,
+        without.returns,
+    )
