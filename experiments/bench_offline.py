@@ -44,7 +44,7 @@ import torch
 from scipy import stats
 
 import riskrl
-from riskrl.agents import BayesDQN, BayesDQNConfig, BayesMPC
+from riskrl.agents import BayesDQN, BayesDQNConfig, BayesMPC, BayesMPCConfig
 from riskrl.data import Dataset
 from riskrl.results import write_figures, write_results
 
@@ -129,13 +129,19 @@ def _evaluate(policy: Any, env_id: str, episodes: int) -> dict[str, Any]:
 
 
 def run_riskrl(
-    data: Dataset, env_id: str, seed: int, risks: list[float], episodes: int, dqn_kwargs: dict | None = None
+    data: Dataset,
+    env_id: str,
+    seed: int,
+    risks: list[float],
+    episodes: int,
+    dqn_kwargs: dict | None = None,
+    mpc_kwargs: dict | None = None,
 ) -> list[dict]:
     discrete = data.actions.dim() == 1
     cls, kwargs = (
         (BayesDQN, dqn_kwargs or DQN_KWARGS)
         if discrete
-        else (BayesMPC, {**MPC_KWARGS, **MPC_ENV_KWARGS.get(env_id, {})})
+        else (BayesMPC, {**(mpc_kwargs or MPC_KWARGS), **MPC_ENV_KWARGS.get(env_id, {})})
     )
     agent = cls(env_id, seed=seed, buffer_size=max(len(data), 1000), **kwargs)
     started = time.time()
@@ -316,6 +322,12 @@ def main(argv: list[str] | None = None) -> None:
         default=BayesDQNConfig.cql_alpha,
         help=f"BayesDQN's CQL penalty weight (default {BayesDQNConfig.cql_alpha:g}, the library's; 0: off)",
     )
+    parser.add_argument(
+        "--mpc-behavior-prior",
+        choices=("on", "off"),
+        default="on" if BayesMPCConfig.behavior_prior else "off",
+        help="BayesMPC plans around the dataset's cloned policy (default: the library's)",
+    )
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--stem", default="offline")
     parser.add_argument(
@@ -332,6 +344,8 @@ def main(argv: list[str] | None = None) -> None:
     # recorded even at the library default: results written before the default became 1.0 carry no
     # cql_alpha and ran without the penalty
     dqn_kwargs = {**DQN_KWARGS, "cql_alpha": args.dqn_cql_alpha}
+    # likewise: results without behavior_prior ran without it
+    mpc_kwargs = {**MPC_KWARGS, "behavior_prior": args.mpc_behavior_prior == "on"}
     torch.set_num_threads(1)
     envs, kinds = args.envs.split(","), args.kinds.split(",")
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -376,7 +390,7 @@ def main(argv: list[str] | None = None) -> None:
                         )
             print(env_id, kind, data.summary(), flush=True)
             for seed in seeds:
-                for row in run_riskrl(data, env_id, seed, risks, episodes, dqn_kwargs):
+                for row in run_riskrl(data, env_id, seed, risks, episodes, dqn_kwargs, mpc_kwargs):
                     runs.append({"env": env_id, "kind": kind, "size": size, "seed": seed, **row})
     for key, fut in pending:
         out = fut.result()
@@ -394,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
     config = {
         "envs": envs, "kinds": kinds, "sizes": sizes, "seeds": seeds, "risk_tolerances": risks,
         "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "dataset_seed": 0,
-        "riskrl": {"BayesDQN": dqn_kwargs, "BayesMPC": MPC_KWARGS,
+        "riskrl": {"BayesDQN": dqn_kwargs, "BayesMPC": mpc_kwargs,
                    "BayesMPC_per_env": {e: MPC_ENV_KWARGS[e] for e in envs if e in MPC_ENV_KWARGS}},
         "steps": STEPS,
         "d3rlpy_algos": D3RLPY_ALGOS if args.d3rlpy_python else {}, "d3rlpy_python": args.d3rlpy_python,
