@@ -442,6 +442,8 @@ OFFLINE = (
     "offline_continuous_pendulum.json",
     "offline_continuous_mountaincar.json",
     "offline_continuous_mountaincar_replay.json",
+    "offline_continuous_pendulum_prior.json",
+    "offline_continuous_mountaincar_prior.json",
 )
 
 
@@ -458,25 +460,34 @@ def each_committed(names: Sequence[str], render: Callable[[Results], list[str]])
 
 
 def _offline_slots() -> dict[str, dict[str, tuple[Results, dict[str, Any]]]]:
-    """Every committed offline dataset result, by dataset and slot: ``plain`` (the agent as
-    configured), ``cql`` (BayesDQN with CQL's penalty) and ``peer`` (d3rlpy). Where several runs
-    cover a slot, the one with the most seeds, then evaluation episodes, wins (later files on ties)."""
+    """Every committed offline dataset result, by dataset and slot: ``plain`` (the agent without its
+    offline regulariser), ``reg`` (with it: BayesDQN's CQL penalty, BayesMPC's behaviour prior; files
+    that do not record the setting ran without it) and ``peer`` (d3rlpy). Where several runs cover a
+    slot, the one with the most seeds, then evaluation episodes, wins (later files on ties)."""
     slots: dict[str, dict[str, tuple[Results, dict[str, Any]]]] = {}
 
     def weight(res: Results, d: dict[str, Any]) -> tuple[int, int]:
         return len(d["seeds"]), int(res.data["config"]["eval_episodes"][d["env"]])
 
     for res in (r for r in map(committed, OFFLINE) if r is not None):
-        cql = bool(res.data["config"]["riskrl"]["BayesDQN"].get("cql_alpha"))
+        config = res.data["config"]["riskrl"]
+        regularised = {
+            "BayesDQN": bool(config["BayesDQN"].get("cql_alpha")),
+            "BayesMPC": bool(config["BayesMPC"].get("behavior_prior")),
+        }
         for key, d in res.data["summary"]["datasets"].items():
             mine = slots.setdefault(key, {})
             for slot in (
-                ("cql" if cql and d["agent"] == "BayesDQN" else "plain"),
+                ("reg" if regularised[d["agent"]] else "plain"),
                 *(["peer"] if d["d3rlpy"] else []),
             ):
                 if slot not in mine or weight(res, d) >= weight(*mine[slot]):
                     mine[slot] = (res, d)
     return slots
+
+
+#: each agent's offline regulariser, as the overview names it
+REGULARISER = {"BayesDQN": "CQL's penalty (cql_alpha 1)", "BayesMPC": "its behaviour prior"}
 
 
 def _offline_default(
@@ -485,8 +496,8 @@ def _offline_default(
     """``agent``'s offline default: the (slot, risk_tolerance) with the best mean normalised score over
     the datasets where every slot this agent has was run (so settings compete on the same datasets),
     among the settings run on all of them."""
-    mine = [m for m in slots.values() if any(s in m and m[s][1]["agent"] == agent for s in ("plain", "cql"))]
-    kinds = {s for m in mine for s in ("plain", "cql") if s in m}
+    mine = [m for m in slots.values() if any(s in m and m[s][1]["agent"] == agent for s in ("plain", "reg"))]
+    kinds = {s for m in mine for s in ("plain", "reg") if s in m}
     common = [m for m in mine if kinds <= m.keys()]
     scores = [{(s, rt): v for s in kinds for rt, v in m[s][1]["normalised"].items()} for m in common]
     settings = set.intersection(*(set(d) for d in scores))
@@ -522,10 +533,9 @@ def _offline_overview_lines() -> tuple[str, ...]:
     if not slots:
         return ()
     rows, wins, near = [], {}, []
-    agents = sorted({m[s][1]["agent"] for m in slots.values() for s in ("plain", "cql") if s in m})
+    agents = sorted({m[s][1]["agent"] for m in slots.values() for s in ("plain", "reg") if s in m})
     defaults = {a: _offline_default(slots, a) for a in agents}
     order = {"random": 0, "medium": 1, "expert": 2, "replay": 3}
-    cql_rt = defaults["BayesDQN"][1] if "BayesDQN" in defaults else "0.0"
 
     def grid_order(key: str) -> tuple[str, int, int]:
         env, kind, size = key.split("/")
@@ -533,8 +543,8 @@ def _offline_overview_lines() -> tuple[str, ...]:
 
     for key in sorted(slots, key=grid_order):
         mine = slots[key]
-        plain, cql, peer = (mine.get(s, (None, None))[1] for s in ("plain", "cql", "peer"))
-        base = plain or cql
+        plain, reg, peer = (mine.get(s, (None, None))[1] for s in ("plain", "reg", "peer"))
+        base = plain or reg
         agent = base["agent"]
         zero_text, best_text = "not run", "not run"
         if plain:
@@ -552,7 +562,7 @@ def _offline_overview_lines() -> tuple[str, ...]:
                 wins.setdefault(base["kind"], {}).setdefault(base["env"], []).append(
                     at_default["riskrl"][rt]["mean"] >= peer_mean
                 )
-            norm = [v for s in ("plain", "cql") if s in mine for v in mine[s][1]["normalised"].values()]
+            norm = [v for s in ("plain", "reg") if s in mine for v in mine[s][1]["normalised"].values()]
             near.append(max(norm) - at_default["normalised"][rt] <= 0.1)
         rows.append(
             [
@@ -560,12 +570,12 @@ def _offline_overview_lines() -> tuple[str, ...]:
                 agent,
                 " / ".join(
                     f"{len(d['seeds'])} × {mine[s][0].data['config']['eval_episodes'][d['env']]}"
-                    for s, d in (("plain", plain), ("cql", cql))
+                    for s, d in (("plain", plain), ("reg", reg))
                     if d is not None
                 ),
                 zero_text,
                 best_text,
-                _cell(cql, cql_rt) if cql else "—" if agent != "BayesDQN" else "not run",
+                f"{float(defaults[agent][1]):g}: {_cell(reg, defaults[agent][1])}" if reg else "not run",
                 peer_text,
             ]
         )
@@ -574,14 +584,14 @@ def _offline_overview_lines() -> tuple[str, ...]:
             sum(m[slot][1]["best_minus_zero"]["ci95"][0] > 0 for m in slots.values() if slot in m),
             sum(slot in m for m in slots.values()),
         )
-        for slot in ("plain", "cql")
+        for slot in ("plain", "reg")
     }
     kinds = ", ".join(
         f"{kind} {sum(all(v) for v in envs.values())} of {len(envs)}"
         for kind, envs in sorted(wins.items(), key=lambda kv: order.get(kv[0], 9))
     )
     default_text = "; ".join(
-        f"{a} risk_tolerance {float(rt):g}" + (" with CQL's penalty (cql_alpha 1)" if slot == "cql" else "")
+        f"{a} risk_tolerance {float(rt):g}" + (f" with {REGULARISER[a]}" if slot == "reg" else "")
         for a, (slot, rt) in defaults.items()
     )
     sources = sorted({m[s][0].name for m in slots.values() for s in m})
@@ -590,19 +600,21 @@ def _offline_overview_lines() -> tuple[str, ...]:
     return (
         "**Learning from a dataset: every committed offline run in one table** (`experiments/bench_offline.py`; "
         "per dataset the run with the most seeds × evaluation episodes; mean ± SD over seeds; in brackets the "
-        'paired difference to risk_tolerance 0, same agent, 95% t interval over seeds; "no penalty" is '
-        "BayesDQN with `cql_alpha=0` (the default until the penalty became the default; files without a "
-        "`cql_alpha` ran so) and BayesMPC as configured; d3rlpy at its defaults on the same arrays, "
-        "evaluated by the same `riskrl.evaluate` call):",
+        'paired difference to risk_tolerance 0, same agent, 95% t interval over seeds; "without" is the '
+        "agent without its offline regulariser: BayesDQN with `cql_alpha=0`, BayesMPC with "
+        "`behavior_prior=False` (each the default until the regulariser became the default; files that do "
+        "not record the setting ran so); \"with\" is the library's offline default, at the agent's best "
+        "single risk_tolerance; d3rlpy at its defaults on the same arrays, evaluated by the same "
+        "`riskrl.evaluate` call):",
         "",
         *table(
             [
                 "dataset",
                 "agent",
-                "seeds × episodes (no penalty / penalty)",
-                "no penalty: risk_tolerance 0",
-                "no penalty: best risk_tolerance > 0 (paired Δ)",
-                f"CQL's penalty (cql_alpha 1): risk_tolerance {float(cql_rt):g}",
+                "seeds × episodes (without / with)",
+                "without: risk_tolerance 0",
+                "without: best risk_tolerance > 0 (paired Δ)",
+                "with (BayesDQN: CQL's penalty; BayesMPC: behaviour prior): risk_tolerance: return",
                 "best d3rlpy",
             ],
             "llrrrrr",
@@ -610,8 +622,8 @@ def _offline_overview_lines() -> tuple[str, ...]:
         ),
         "",
         "A positive risk_tolerance beats 0 with a paired 95% interval above zero on "
-        f"{positive['plain'][0]} of {positive['plain'][1]} datasets without the penalty and on "
-        f"{positive['cql'][0]} of {positive['cql'][1]} with it. The best single offline setting per agent "
+        f"{positive['plain'][0]} of {positive['plain'][1]} datasets without the offline regulariser and on "
+        f"{positive['reg'][0]} of {positive['reg'][1]} with it. The best single offline setting per agent "
         f"(mean normalised score over its datasets): {default_text}; it is within 0.1 (normalised) of the "
         f"per-dataset best on {sum(near)} of {len(near)} datasets; it matches or beats d3rlpy's best algorithm "
         f"(mean over seeds, at every committed size) on this many of the envs where d3rlpy ran, per dataset kind: "
