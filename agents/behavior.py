@@ -8,8 +8,11 @@ actions as a function of the state) cannot tell the effect of an action from the
 in; plans far from the data's actions exploit that error, and the ensemble's disagreement does not
 flag it (its members share the confound).
 
-* Box actions: a tanh head maps to the action bounds; trained by mean squared error in units of the
-  half-range.
+* Box actions: a Gaussian per action dimension, in units of the half-range: a tanh-bounded mean and
+  a learnt std (softly bounded to ``[0.001, 2]``), trained by Gaussian negative log-likelihood. The
+  std is what makes the prior adaptive: on an expert's data it is small (plans stay near the
+  expert's actions), on random data about the uniform's 0.58 (the search is as wide as without a
+  prior).
 * Discrete actions: logits over the ``n`` actions; trained by cross-entropy.
 
 Observations are standardised with the dataset's mean and std (stored as buffers, so they travel
@@ -19,6 +22,7 @@ with the ``state_dict``).
 from __future__ import annotations
 
 import itertools
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +34,9 @@ from riskrl.bayes import Standardizer
 from riskrl.bayes.mlp import ACTIVATIONS
 
 __all__ = ["BehaviorPolicy"]
+
+#: soft bounds of the Box std's log, in units of the half-range
+_MIN_LOG_STD, _MAX_LOG_STD = math.log(1e-3), math.log(2.0)
 
 
 class BehaviorPolicy(nn.Module):
@@ -74,34 +81,51 @@ class BehaviorPolicy(nn.Module):
         self.register_buffer("action_half", half)
         self.obs_scaler = Standardizer(obs_dim)
         widths = [obs_dim, *hidden, out]
+        if not self.discrete:
+            widths[-1] = 2 * out  # mean and log std per action dimension
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
         self._act = ACTIVATIONS[activation]
 
-    def forward(self, obs: Tensor) -> Tensor:
-        """Discrete: logits ``(..., n)``; Box: actions in ``[-1, 1]`` units of the half-range."""
+    def forward(self, obs: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Discrete: logits ``(..., n)``; Box: mean in ``[-1, 1]`` and std, in units of the half-range."""
         h = self.obs_scaler.transform(obs)
         for layer in self.layers[:-1]:
             h = self._act(layer(h))
         out = self.layers[-1](h)
-        return out if self.discrete else torch.tanh(out)
+        if self.discrete:
+            return out
+        mean, raw = out.chunk(2, dim=-1)
+        log_std = _MAX_LOG_STD - F.softplus(_MAX_LOG_STD - raw)
+        log_std = _MIN_LOG_STD + F.softplus(log_std - _MIN_LOG_STD)
+        return torch.tanh(mean), log_std.exp()
 
     def loss(self, obs: Tensor, actions: Tensor) -> Tensor:
-        """Cross-entropy (Discrete) or mean squared error in half-range units (Box) on a minibatch."""
+        """Cross-entropy (Discrete) or Gaussian negative log-likelihood in half-range units (Box)."""
         out = self(obs)
         if self.discrete:
+            assert isinstance(out, Tensor)
             return F.cross_entropy(out, actions.long().reshape(-1) - self.start)
+        mean, std = out
         target = ((actions.float() - self.action_mid) / self.action_half).clamp(-1.0, 1.0)
-        return F.mse_loss(out, target)
+        return F.gaussian_nll_loss(mean, target, std.square(), full=False)
+
+    def distribution(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """Box only: the cloned action's mean (env units) and std (fraction of the half-range)."""
+        if self.discrete:
+            raise ValueError("distribution() is for Box action spaces; use probs()")
+        mean, std = self(obs)
+        return self.action_mid + self.action_half * mean, std
 
     def probs(self, obs: Tensor) -> Tensor:
         """Discrete only: the action probabilities ``(..., n)``."""
         if not self.discrete:
             raise ValueError("probs() is for Discrete action spaces")
-        return torch.softmax(self(obs), dim=-1)
+        logits = self(obs)
+        assert isinstance(logits, Tensor)
+        return torch.softmax(logits, dim=-1)
 
     def action(self, obs: Tensor) -> Tensor:
         """The cloned action: Box ``(..., act_dim)`` in env units; Discrete ``(...)`` the most likely index."""
-        out = self(obs)
         if self.discrete:
-            return out.argmax(-1) + self.start
-        return self.action_mid + self.action_half * out
+            return self.probs(obs).argmax(-1) + self.start
+        return self.distribution(obs)[0]

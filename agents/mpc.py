@@ -108,9 +108,12 @@ class BayesMPCConfig:
             (``experiments/bench_offline.py``). Online training never fits it; after
             ``learn_offline`` a later ``learn`` plans around it too. Set ``False`` (any time) to plan
             without it.
-        behavior_std: the search's initial spread around the behaviour plan: Box, the Gaussian std
-            as a fraction of the half-range (in place of ``init_std``); Discrete, the share of
-            uniform probability mixed into the behaviour policy's action probabilities.
+            The search's initial spread is the cloned policy's own (Box: its std, per state, in place
+            of ``init_std``; Discrete: its action probabilities): narrow where the data's actions
+            follow from the state, as wide as without a prior where they look random.
+        behavior_min_std: a floor on that spread (Box: the std as a fraction of the half-range;
+            Discrete: the share of uniform probability mixed into the cloned probabilities), so the
+            search can always leave the behaviour.
     """
 
     # Former names (same meaning and units), still accepted with a DeprecationWarning; checkpoints
@@ -158,7 +161,7 @@ class BayesMPCConfig:
     value_expectile: float = 0.8
     value_steps: int = 500
     behavior_prior: bool = True
-    behavior_std: float = 0.3
+    behavior_min_std: float = 0.05
 
     def __post_init__(self) -> None:
         self.hidden = hidden_widths(self.hidden)
@@ -193,8 +196,8 @@ class BayesMPCConfig:
             raise ValueError(f"discount must be in (0, 1], got {self.discount}")
         if not isinstance(self.behavior_prior, bool):
             raise ValueError(f"behavior_prior must be True or False, got {self.behavior_prior!r}")
-        if not (math.isfinite(self.behavior_std) and 0.0 <= self.behavior_std <= 1.0):
-            raise ValueError(f"behavior_std must be in [0, 1], got {self.behavior_std}")
+        if not (math.isfinite(self.behavior_min_std) and 0.0 <= self.behavior_min_std <= 1.0):
+            raise ValueError(f"behavior_min_std must be in [0, 1], got {self.behavior_min_std}")
 
 
 def build_planner(cfg: BayesMPCConfig, action_space: gym.Space, device: Any) -> CEMPlanner:
@@ -399,39 +402,41 @@ class BayesMPC(Agent):
         return total.reshape(p, b, c), None if spread is None else spread.reshape(b, c)
 
     @torch.no_grad()
-    def behavior_plan(self, obs: Tensor, generator: torch.Generator) -> Tensor:
+    def behavior_plan(self, obs: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
         """The planner's starting distribution from the behaviour policy, for ``obs (B, obs_dim)``.
 
-        The policy is followed through the dynamics model's mean prediction (averaged over ``P``
-        particles, no aleatoric noise) for ``horizon`` steps. Box: its actions ``(B, H, act_dim)``,
-        the Gaussian means; Discrete: its action probabilities ``(B, H, n)`` mixed with
-        ``behavior_std`` of uniform probability.
+        The policy's most likely action is followed through the dynamics model's mean prediction
+        (averaged over ``P`` particles, no aleatoric noise) for ``horizon`` steps. Box: its means
+        ``(B, H, act_dim)`` and stds (fractions of the half-range, at least ``behavior_min_std``);
+        Discrete: its action probabilities ``(B, H, n)`` mixed with ``behavior_min_std`` of uniform
+        probability, and ``None``.
         """
         cfg = self.config
         p = cfg.n_particles
         particles = self.model.particles(p, generator=generator)
         state = obs.to(torch.float32)
-        steps = []
+        floor = cfg.behavior_min_std
+        steps, stds = [], []
         for _ in range(cfg.horizon):
             if self.discrete:
                 probs = self.behavior.probs(state)
-                steps.append((1 - cfg.behavior_std) * probs + cfg.behavior_std / self.act_features)
+                steps.append((1 - floor) * probs + floor / self.act_features)
                 feat = torch.nn.functional.one_hot(probs.argmax(-1), self.act_features).float()
             else:
-                feat = self.behavior.action(state)
+                feat, std = self.behavior.distribution(state)
                 steps.append(feat)
+                stds.append(std.clamp(min=floor))
             x = torch.cat([state, feat], dim=-1).expand(
                 p, *state.shape[:-1], state.shape[-1] + feat.shape[-1]
             )
             mean, _ = particles.mean_and_std(x)
             state = state + mean.mean(0)
-        return torch.stack(steps, dim=1)
+        return torch.stack(steps, dim=1), torch.stack(stds, dim=1) if stds else None
 
     def _plan(self, obs: Tensor, dist: Tensor | None, generator: torch.Generator) -> PlanResult:
-        init_std = None
+        init_std: Tensor | None = None
         if self.config.behavior_prior and self.behavior_fitted:
-            dist = self.behavior_plan(obs, generator)
-            init_std = self.config.behavior_std
+            dist, init_std = self.behavior_plan(obs, generator)
         elif dist is None or dist.shape[0] != obs.shape[0]:
             dist = self.planner.initial(obs.shape[0])
         else:

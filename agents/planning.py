@@ -146,7 +146,7 @@ class CEMPlanner:
         dist: Tensor,
         risk_tolerance: float,
         generator: torch.Generator,
-        init_std: float | None = None,
+        init_std: float | Tensor | None = None,
     ) -> PlanResult:
         """Run CEM from the (warm-start) distribution ``dist`` for ``B = dist.shape[0]`` observations.
 
@@ -154,13 +154,14 @@ class CEMPlanner:
         (from ``action_space.start``) and returns predicted returns ``(P, B, C)``, or a pair
         ``(returns, extra)`` where ``extra (B, C) >= 0`` is added to the return std in the score only
         (``mean - risk_tolerance * (std + extra)``, e.g. an epistemic state-disagreement term).
-        ``init_std`` (Box) replaces the planner's ``init_std`` for this call (a fraction of the
-        half-range; e.g. a narrow search around a behaviour policy's plan).
+        ``init_std`` (Box) replaces the planner's ``init_std`` for this call: a fraction of the
+        half-range, a float or a tensor broadcastable to ``dist`` (e.g. a behaviour policy's own
+        spread per observation, step and action dimension).
         """
         b = dist.shape[0]
         dist = dist.clone()
-        first_std = self.init_std if init_std is None else float(init_std)
-        if not (math.isfinite(first_std) and first_std >= 0):
+        first_std: float | Tensor = self.init_std if init_std is None else init_std
+        if not isinstance(first_std, Tensor) and not (math.isfinite(first_std) and first_std >= 0):
             raise ValueError(f"init_std must be finite and >= 0, got {init_std}")
         std = None if self.discrete else (first_std * self.half).expand_as(dist).clone()
         min_std = None if self.discrete else self.min_std * self.half

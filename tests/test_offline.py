@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium
 import pytest
@@ -13,7 +14,7 @@ from riskrl.agents import BayesDQN, BayesMPC
 from riskrl.agents.behavior import BehaviorPolicy
 from riskrl.agents.callbacks import BaseCallback
 from riskrl.agents.dqn import _pessimistic_target
-from riskrl.data import collect
+from riskrl.data import Dataset, collect
 from riskrl.envs import make_vec
 
 
@@ -232,35 +233,44 @@ def test_cql_penalty_adds_logsumexp_minus_the_data_action_value_per_member() -> 
 # ----------------------------------------------------------------------------- BayesMPC's behaviour prior
 
 
-@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
-def test_behavior_policy_clones_the_data_actions(env_id: str) -> None:
-    """BehaviorPolicy learns a scripted policy's actions from its data (Box: MSE in half-range units,
-    bounded by the action space; Discrete: cross-entropy, argmax agrees with the script)."""
-    script = swing_up if env_id == "Pendulum-v1" else balance
-    data = collect(script, env_id, 2000, seed=0, num_envs=4)
-    env = make_vec(env_id, 1)
+def _cloned(env_id: str, policy: Any) -> tuple[BehaviorPolicy, Dataset]:
+    """A BehaviorPolicy fitted (600 Adam steps) to 2000 transitions of ``policy`` on ``env_id``."""
+    data = collect(policy, env_id, 2000, seed=0, num_envs=4)
     torch.manual_seed(0)
-    policy = BehaviorPolicy(data.observations.shape[1], env.single_action_space, hidden=(64, 64))
-    policy.obs_scaler.fit(data.observations)
-    optimizer = torch.optim.Adam(policy.parameters(), lr=3e-3)
+    clone = BehaviorPolicy(data.observations.shape[1], make_vec(env_id, 1).single_action_space, (64, 64))
+    clone.obs_scaler.fit(data.observations)
+    optimizer = torch.optim.Adam(clone.parameters(), lr=3e-3)
     gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        first = float(policy.loss(data.observations, data.actions))
     for _ in range(600):
         idx = torch.randint(0, len(data), (128,), generator=gen)
-        loss = policy.loss(data.observations[idx], data.actions[idx])
+        loss = clone.loss(data.observations[idx], data.actions[idx])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    return clone, data
+
+
+def test_behavior_policy_clones_actions_and_knows_how_random_they_are() -> None:
+    """Box: the cloned mean follows a scripted policy's actions within the bounds, with a small std;
+    on uniformly random actions the std is about the uniform's (0.58 of the half-range), so the
+    prior does not narrow the search where the data show no preference. Discrete: the argmax
+    agrees with the script."""
+    clone, data = _cloned("Pendulum-v1", swing_up)
     with torch.no_grad():
-        last = float(policy.loss(data.observations, data.actions))
-        cloned = policy.action(data.observations)
-    assert last < 0.3 * first, (first, last)
-    if env_id == "Pendulum-v1":
-        assert cloned.shape == (len(data), 1) and float(cloned.abs().max()) <= 2.0
-        assert float((cloned - data.actions).abs().mean()) < 0.3  # actions span [-2, 2]
-    else:
-        assert cloned.dtype == torch.int64 and float((cloned == data.actions).float().mean()) > 0.95
+        mean, std = clone.distribution(data.observations)
+    assert mean.shape == std.shape == (len(data), 1) and float(mean.abs().max()) <= 2.0
+    assert float((mean - data.actions).abs().mean()) < 0.3  # actions span [-2, 2]
+    assert float(std.median()) < 0.15
+    clone, data = _cloned("Pendulum-v1", "random")
+    with torch.no_grad():
+        mean, std = clone.distribution(data.observations)
+    assert 0.45 < float(std.median()) < 0.7 and float(mean.abs().median()) < 0.3
+    clone, data = _cloned("CartPole-v1", balance)
+    with torch.no_grad():
+        cloned = clone.action(data.observations)
+    assert cloned.dtype == torch.int64 and float((cloned == data.actions).float().mean()) > 0.95
+    with pytest.raises(ValueError, match="Box action spaces"):
+        clone.distribution(data.observations)
     with pytest.raises(ValueError, match="Discrete or flat Box"):
         BehaviorPolicy(3, gymnasium.spaces.MultiBinary(2))
 
@@ -278,8 +288,9 @@ def test_offline_plan_starts_from_the_behavior_policy_and_online_training_never_
     agent.learn_offline(data, 100)
     assert agent.behavior_fitted
     obs = data.observations[:5]
-    expected = agent.behavior_plan(obs, torch.Generator().manual_seed(0))  # ensemble: no randomness
-    assert expected.shape == (5, 4, 1) and float(expected.abs().max()) <= 2.0
+    expected, std = agent.behavior_plan(obs, torch.Generator().manual_seed(0))  # ensemble: no randomness
+    assert expected.shape == std.shape == (5, 4, 1) and float(expected.abs().max()) <= 2.0
+    assert float(std.min()) >= agent.config.behavior_min_std
     torch.testing.assert_close(agent.plan(obs).actions, expected)
     assert not torch.equal(expected[:, 1:], expected[:, :1].expand(5, 3, 1))  # follows the model
     agent.config.behavior_prior = False
@@ -288,8 +299,15 @@ def test_offline_plan_starts_from_the_behavior_policy_and_online_training_never_
     online = BayesMPC("Pendulum-v1", seed=0, learning_starts=20, retrain_interval=20, **one)
     online.learn(60)
     assert online.trained and not online.behavior_fitted
-    with pytest.raises(ValueError, match="behavior_std"):
-        BayesMPC("Pendulum-v1", behavior_std=1.5)
+    cartpole = BayesMPC("CartPole-v1", seed=0, hidden=[16], horizon=4, population=8, n_elites=2)
+    cartpole.learn_offline(collect(balance, "CartPole-v1", 400, seed=0), 100)
+    probs, none = cartpole.behavior_plan(torch.zeros(3, 4), torch.Generator().manual_seed(0))
+    assert none is None and probs.shape == (3, 4, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(3, 4))
+    assert float(probs.min()) >= cartpole.config.behavior_min_std / 2  # the uniform share mixed in
+    assert cartpole.plan(torch.zeros(3, 4)).actions.shape == (3, 4)
+    with pytest.raises(ValueError, match="behavior_min_std"):
+        BayesMPC("Pendulum-v1", behavior_min_std=1.5)
 
 
 def test_behavior_prior_rescues_offline_bayes_mpc_on_expert_pendulum() -> None:
