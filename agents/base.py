@@ -348,8 +348,9 @@ class Agent(ABC):
         its episode links (n-step targets stay inside episodes), and the agent trains on it only:
         :class:`BayesDQN` with pessimistic targets (``mean - beta * std`` across posterior members)
         and CQL's conservative penalty (``cql_alpha``, default 1.0), :class:`BayesMPC` by fitting its
-        dynamics model (and terminal value) to the data; both act on ``mean - risk_tolerance * std``
-        as always. With no true env to tune on, the documented offline settings are
+        dynamics model (and terminal value) to the data and cloning the data's actions, which its
+        plans then start from and search around (``behavior_prior``, default on); both act on
+        ``mean - risk_tolerance * std`` as always. With no true env to tune on, the documented offline settings are
         ``risk_tolerance=0.5`` for BayesDQN and ``0.0`` for BayesMPC: the best mean normalised
         score over the committed offline benchmark (README, "Learning from a dataset"), where
         neighbouring values score within noise of them. A later :meth:`learn` fine-tunes online,
