@@ -147,6 +147,7 @@ class CEMPlanner:
         risk_tolerance: float,
         generator: torch.Generator,
         init_std: float | Tensor | None = None,
+        candidates: Tensor | None = None,
     ) -> PlanResult:
         """Run CEM from the (warm-start) distribution ``dist`` for ``B = dist.shape[0]`` observations.
 
@@ -156,7 +157,10 @@ class CEMPlanner:
         (``mean - risk_tolerance * (std + extra)``, e.g. an epistemic state-disagreement term).
         ``init_std`` (Box) replaces the planner's ``init_std`` for this call: a fraction of the
         half-range, a float or a tensor broadcastable to ``dist`` (e.g. a behaviour policy's own
-        spread per observation, step and action dimension).
+        spread per observation, step and action dimension). ``candidates`` ``(B, k, H[, act_dim])``
+        (Discrete: action values, from ``action_space.start``) are scored in the first iteration in
+        place of ``k`` samples (after the mean candidate), e.g. the previous plan shifted by one
+        step when the search itself starts elsewhere.
         """
         b = dist.shape[0]
         dist = dist.clone()
@@ -171,8 +175,12 @@ class CEMPlanner:
         best_std = torch.zeros(b, device=dist.device)
         best_actions: Tensor | None = None
         elites: Tensor | None = None
-        for _ in range(self.iterations):
+        for it in range(self.iterations):
             actions = self._sample(dist, std, generator)
+            if it == 0 and candidates is not None:
+                k = min(candidates.shape[1], self.population - 1)
+                given = candidates[:, :k] - self.start if self.discrete else candidates[:, :k]
+                actions[:, 1 : 1 + k] = given.to(actions.dtype)
             if elites is not None and self.keep_elites > 0:
                 actions[:, -self.keep_elites :] = elites[:, : self.keep_elites]
             if self.include_mean and not self.discrete:

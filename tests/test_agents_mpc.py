@@ -193,6 +193,37 @@ def test_cem_include_mean_rescores_the_warm_start() -> None:
     )
 
 
+def test_cem_scores_given_candidates_and_per_step_initial_spreads() -> None:
+    """Candidates (e.g. the previous plan) are scored in the first iteration: one at the optimum is
+    returned exactly even when the search starts far away with a tiny spread (a tensor init_std per
+    observation and step); Discrete candidates are action values from the space's start."""
+    box = CEMPlanner(gym.spaces.Box(-2.0, 2.0, (1,)), horizon=4, population=16, n_elites=4, iterations=1)
+    target = torch.tensor([0.5, -1.0, 1.5, 0.0])
+
+    def evaluate(actions: torch.Tensor) -> torch.Tensor:
+        return -(actions[..., 0] - target).square().sum(-1)[None]
+
+    start = torch.full((2, 4, 1), -2.0)
+    tiny = torch.full((2, 4, 1), 1e-3)
+    given = target.expand(2, 1, 4).unsqueeze(-1)
+    g = torch.Generator().manual_seed(0)
+    found = box.plan(evaluate, start, 0.0, g, init_std=tiny, candidates=given)
+    torch.testing.assert_close(found.actions, given[:, 0], rtol=0, atol=0)
+    alone = box.plan(evaluate, start, 0.0, g, init_std=tiny)
+    assert float((alone.actions + 2.0).abs().max()) < 0.01  # the tiny spread kept the search at -2
+    with pytest.raises(ValueError, match="init_std"):
+        box.plan(evaluate, start, 0.0, g, init_std=-1.0)
+    discrete = CEMPlanner(gym.spaces.Discrete(3, start=-1), horizon=3, population=8, n_elites=2, iterations=1)
+    best = torch.tensor([1, -1, 0])
+
+    def matches(actions: torch.Tensor) -> torch.Tensor:
+        return (actions == best).float().sum(-1)[None]
+
+    sure = torch.nn.functional.one_hot(torch.zeros(2, 3, dtype=torch.long), 3).float()  # always action -1
+    found = discrete.plan(matches, sure, 0.0, g, candidates=best.expand(2, 1, 3))
+    assert torch.equal(found.actions, best.expand(2, 3))
+
+
 def _pendulum_step(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Gymnasium Pendulum-v1's true dynamics on (cos, sin, thdot) observations."""
     th = torch.atan2(x[..., 1], x[..., 0])
