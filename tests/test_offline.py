@@ -8,12 +8,14 @@ from typing import Any
 import gymnasium
 import pytest
 import torch
+from hostile_corpus import read_parts, ref, write_parts
 
 import riskrl
 from riskrl.agents import BayesDQN, BayesMPC
 from riskrl.agents.behavior import BehaviorPolicy
 from riskrl.agents.callbacks import BaseCallback
 from riskrl.agents.dqn import _pessimistic_target
+from riskrl.checkpoint import CheckpointError
 from riskrl.data import Dataset, collect
 from riskrl.envs import make_vec
 
@@ -326,3 +328,24 @@ def test_behavior_prior_rescues_offline_bayes_mpc_on_expert_pendulum() -> None:
         with_prior.returns,
         without.returns,
     )
+
+
+def test_checkpoints_carry_the_behavior_policy_and_refuse_a_wrong_one(tmp_path) -> None:
+    """The cloned policy's tensors are checked like every other (a wrong shape is refused, naming
+    it); a checkpoint from before the behaviour prior (no such entry) loads and plans without it."""
+    agent = BayesMPC(
+        "Pendulum-v1", seed=0, hidden=[16], horizon=4, population=16, n_elites=4, buffer_size=500
+    )
+    agent.learn_offline(collect(swing_up, "Pendulum-v1", 300, seed=0), 30)
+    path = agent.save(tmp_path / "offline.riskrl")
+    manifest, tensors = read_parts(path)
+    name = ref(manifest, "policy", "behavior", "layers.0.weight")
+    tensors[name] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError, match="behavior"):
+        BayesMPC.load(write_parts(tmp_path / "wrong.riskrl", manifest, tensors))
+    manifest, tensors = read_parts(path)
+    for key in manifest["state"]["policy"].pop("behavior").values():
+        tensors.pop(key["__tensor__"])
+    older = BayesMPC.load(write_parts(tmp_path / "older.riskrl", manifest, tensors))
+    assert older.trained and not older.behavior_fitted
+    assert older.plan(torch.zeros(2, 3)).actions.shape == (2, 4, 1)
