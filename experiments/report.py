@@ -444,6 +444,8 @@ OFFLINE = (
     "offline_continuous_mountaincar_replay.json",
     "offline_continuous_pendulum_prior.json",
     "offline_continuous_mountaincar_prior.json",
+    "offline_continuous_pendulum_1k.json",
+    "offline_continuous_mountaincar_1k.json",
 )
 
 
