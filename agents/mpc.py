@@ -107,7 +107,8 @@ class BayesMPCConfig:
             it. On Pendulum's expert data this takes BayesMPC from about -1500 to about -200 (seed 0;
             on random data it costs about 10 points, -165 against -155; the README's offline table
             has the benchmark). Online training never fits it; after ``learn_offline`` a later
-            ``learn`` plans around it too. Set ``False`` (any time) to plan without it. The search's initial spread is the cloned policy's own (Box: its std, per state, in place
+            ``learn`` plans around it too. Set ``False`` (any time) to plan without it. The
+            search's initial spread is the cloned policy's own (Box: its std, per state, in place
             of ``init_std``; Discrete: its action probabilities): narrow where the data's actions
             follow from the state, as wide as without a prior where they look random.
         behavior_min_std: a floor on that spread (Box: the std as a fraction of the half-range;
@@ -570,9 +571,9 @@ class BayesMPC(Agent):
         self.trainer.reset_loss()
         self.model.fit_standardizers(self._offline_x, self._offline_y)
         self.model.train()
-        self._offline_obs, self._offline_actions = data["obs"], data["actions"]
         self._behavior_optimizer = None
         if self.config.behavior_prior:
+            self._offline_obs, self._offline_actions = data["obs"], data["actions"]
             self.behavior.obs_scaler.fit(data["obs"])
             self._behavior_optimizer = torch.optim.Adam(
                 self.behavior.parameters(), lr=self.config.learning_rate
@@ -730,8 +731,8 @@ class BayesMPC(Agent):
         row = 4 * (2 * obs_dim + 2 + n_boot) + 8 * 2 + (8 if discrete else 4 * act_features)
         width = max([obs_dim + act_features, *config.hidden])
         planning = 4 * 4 * config.n_particles * config.population * width  # one rollout step, batch 1
-        construct = 3 * schema.module_bytes(model) + schema.module_bytes(behavior) + value_bytes + cap * row
-        construct += planning
+        modules = 3 * schema.module_bytes(model) + schema.module_bytes(behavior) + value_bytes
+        construct = modules + cap * row + planning
         return policy, training, construct
 
     @classmethod
