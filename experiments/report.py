@@ -446,6 +446,7 @@ OFFLINE = (
     "offline_continuous_mountaincar_prior.json",
     "offline_continuous_pendulum_1k.json",
     "offline_continuous_mountaincar_1k.json",
+    "offline_continuous_pendulum_100k.json",
 )
 
 
