@@ -40,7 +40,7 @@ _MIN_LOG_STD, _MAX_LOG_STD = math.log(1e-3), math.log(2.0)
 
 
 class BehaviorPolicy(nn.Module):
-    """A deterministic behaviour-cloning policy for a Box or Discrete ``action_space``.
+    """A behaviour-cloning policy for a Box (Gaussian) or Discrete (categorical) ``action_space``.
 
     Args:
         obs_dim: observation size.

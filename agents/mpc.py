@@ -421,7 +421,7 @@ class BayesMPC(Agent):
             if self.discrete:
                 probs = self.behavior.probs(state)
                 steps.append((1 - floor) * probs + floor / self.act_features)
-                feat = torch.nn.functional.one_hot(probs.argmax(-1), self.act_features).float()
+                feat = self._action_features(probs.argmax(-1) + self.act_start)
             else:
                 feat, std = self.behavior.distribution(state)
                 steps.append(feat)
