@@ -136,6 +136,7 @@ def run_riskrl(
     episodes: int,
     dqn_kwargs: dict | None = None,
     mpc_kwargs: dict | None = None,
+    steps: dict[str, int] | None = None,
 ) -> list[dict]:
     discrete = data.actions.dim() == 1
     cls, kwargs = (
@@ -145,7 +146,7 @@ def run_riskrl(
     )
     agent = cls(env_id, seed=seed, buffer_size=max(len(data), 1000), **kwargs)
     started = time.time()
-    agent.learn_offline(data, STEPS[cls.__name__])
+    agent.learn_offline(data, (steps or STEPS)[cls.__name__])
     train_seconds = time.time() - started
     rows = []
     for rt in risks:
@@ -328,6 +329,13 @@ def main(argv: list[str] | None = None) -> None:
         default="on" if BayesMPCConfig.behavior_prior else "off",
         help="BayesMPC plans around the dataset's cloned policy (default: the library's)",
     )
+    for agent, flag in (("BayesDQN", "--dqn-steps"), ("BayesMPC", "--mpc-steps")):
+        parser.add_argument(
+            flag,
+            type=int,
+            default=STEPS[agent],
+            help=f"{agent}'s gradient steps, and d3rlpy's on the same datasets (default {STEPS[agent]})",
+        )
     parser.add_argument("--out", default=str(HERE / "results"))
     parser.add_argument("--stem", default="offline")
     parser.add_argument(
@@ -346,6 +354,9 @@ def main(argv: list[str] | None = None) -> None:
     dqn_kwargs = {**DQN_KWARGS, "cql_alpha": args.dqn_cql_alpha}
     # likewise: results without behavior_prior ran without it
     mpc_kwargs = {**MPC_KWARGS, "behavior_prior": args.mpc_behavior_prior == "on"}
+    steps_by_agent = {"BayesDQN": args.dqn_steps, "BayesMPC": args.mpc_steps}
+    if min(steps_by_agent.values()) < 1:
+        raise SystemExit("--dqn-steps and --mpc-steps must be >= 1")
     torch.set_num_threads(1)
     envs, kinds = args.envs.split(","), args.kinds.split(",")
     sizes = [int(n) for n in args.sizes.split(",")]
@@ -377,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
             npz = work / f"{env_id}_{kind}_{size}.npz"
             _export_npz(data, npz)
             discrete = data.actions.dim() == 1
-            steps = STEPS["BayesDQN" if discrete else "BayesMPC"]
+            steps = steps_by_agent["BayesDQN" if discrete else "BayesMPC"]
             if args.d3rlpy_python:
                 for algo in D3RLPY_ALGOS["discrete" if discrete else "continuous"]:
                     for seed in seeds:
@@ -390,7 +401,9 @@ def main(argv: list[str] | None = None) -> None:
                         )
             print(env_id, kind, data.summary(), flush=True)
             for seed in seeds:
-                for row in run_riskrl(data, env_id, seed, risks, episodes, dqn_kwargs, mpc_kwargs):
+                for row in run_riskrl(
+                    data, env_id, seed, risks, episodes, dqn_kwargs, mpc_kwargs, steps_by_agent
+                ):
                     runs.append({"env": env_id, "kind": kind, "size": size, "seed": seed, **row})
     for key, fut in pending:
         out = fut.result()
@@ -410,7 +423,7 @@ def main(argv: list[str] | None = None) -> None:
         "eval_episodes": eval_episodes, "eval_seed": EVAL_SEED, "dataset_seed": 0,
         "riskrl": {"BayesDQN": dqn_kwargs, "BayesMPC": mpc_kwargs,
                    "BayesMPC_per_env": {e: MPC_ENV_KWARGS[e] for e in envs if e in MPC_ENV_KWARGS}},
-        "steps": STEPS,
+        "steps": steps_by_agent,
         "d3rlpy_algos": D3RLPY_ALGOS if args.d3rlpy_python else {}, "d3rlpy_python": args.d3rlpy_python,
         "not_run": not_run(envs, kinds, sizes, risks, len(seeds), eval_episodes,
                            D3RLPY_ALGOS["continuous"] if args.d3rlpy_python else []),
