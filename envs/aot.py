@@ -50,6 +50,8 @@ _BUFFERS = (
     "_rspan",
 )
 _RANDOMIZE_BUFFERS = ("_rand_lo", "_rand_span")
+#: the outputs a default env's step uses (obs, reward, term, trunc, invalid): see ``AotStep._outputs``
+_DEFAULT_OUTPUTS = (0, 1, 2, 3, 8)
 
 
 #: at most this many compiled step programs are kept on disk (~2 MB each); the least recently used go
@@ -113,21 +115,29 @@ class AotStep:
         self._get_buffers = operator.attrgetter(*self._names)  # env -> the buffers, in order (one C call)
         self._run: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None
         self._failed = False
-        self._stats = bool(env.episode_statistics)  # the program is compiled for this setting
+        self._settings = self._current_settings()  # the program is compiled for these
         self._keep = self._outputs()
 
+    def _current_settings(self) -> tuple[bool, bool]:
+        """The env's switches the program is compiled for: episode statistics, action validation."""
+        return bool(self._env.episode_statistics), bool(self._env.validate_actions)
+
     def _outputs(self) -> tuple[int, ...]:
-        """Which of ``_core``'s outputs ``(obs, reward, term, trunc, done, ep_r, ep_l, final_obs)`` the
-        step uses: ``done`` only for episode statistics and ``final_obs``, ``ep_r`` / ``ep_l`` only for
-        episode statistics (each output the program leaves out is one allocation and one write fewer)."""
+        """Which of ``_core``'s outputs ``(obs, reward, term, trunc, done, ep_r, ep_l, final_obs,
+        invalid)`` the step uses: ``done`` only for episode statistics and ``final_obs``, ``ep_r`` /
+        ``ep_l`` only for episode statistics, ``invalid`` only with action validation (each output the
+        program leaves out is one allocation and one write fewer)."""
+        stats, validate = self._settings
         same_step = self._env.autoreset_mode.name == "SAME_STEP"
         keep = [0, 1, 2, 3]
-        if self._stats or same_step:
+        if stats or same_step:
             keep.append(4)
-        if self._stats:
+        if stats:
             keep += [5, 6]
         if same_step:
             keep.append(7)
+        if validate:
+            keep.append(8)
         return tuple(keep)
 
     def key(self) -> tuple[Any, ...]:
@@ -214,9 +224,10 @@ class AotStep:
     def __call__(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
         if act_noise is not None or self._failed:
             return self._fallback(action, act_noise)
-        if self._env.episode_statistics != self._stats:
-            # episode statistics switched on (or off) after compiling: the program for the new setting
-            self._stats = bool(self._env.episode_statistics)
+        settings = self._current_settings()
+        if settings != self._settings:
+            # episode statistics or validation switched after compiling: the program for the new settings
+            self._settings = settings
             self._keep = self._outputs()
             self._run = None
         if self._run is None:
@@ -234,9 +245,10 @@ class AotStep:
         assert self._run is not None
         out = self._run(self._inputs(action))
         keep = self._keep
-        if len(keep) == 4:  # the default: obs, reward, term, trunc
-            return (*out, None, None, None, None)
-        full: list[Any] = [None] * 8
+        if keep == _DEFAULT_OUTPUTS:  # the default: obs, reward, term, trunc, invalid
+            obs, reward, term, trunc, invalid = out
+            return obs, reward, term, trunc, None, None, None, None, invalid
+        full: list[Any] = [None] * 9
         for i, o in zip(keep, out, strict=True):
             full[i] = o
         return tuple(full)

@@ -22,7 +22,7 @@ import math
 import types
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, NoReturn
 
 import numpy as np
 import torch
@@ -533,12 +533,15 @@ class TorchVectorEnv(VectorEnv):
         return (obs + eps * self.noise["obs_noise_std"].unsqueeze(-1)).to(obs.dtype)
 
     def _check_actions(self, actions: Any) -> torch.Tensor:
+        """``actions`` as a tensor of the step's dtype, shape and device (TypeError / ValueError if they
+        cannot be); values are checked here on the eager path only: the compiled step checks them inside
+        its program (no separate reduction and host read) and refuses them before touching the state."""
         a = actions
         if type(a) is torch.Tensor and a.dtype is self._action_dtype and a.shape == self._action_shape:
             # fast path (the common case: a tensor of the right dtype and shape): only device and values
             if a.device != self.device:
                 a = a.to(self.device)
-            if self.validate_actions:
+            if self.validate_actions and not self._compiled:
                 self._validate_action_values(a)
             return a
         if not isinstance(a, torch.Tensor):
@@ -567,19 +570,32 @@ class TorchVectorEnv(VectorEnv):
                     f"{type(self).__name__}: actions must have shape ({n}, {self._act_dim}), got {tuple(a.shape)}"
                 )
             a = a.to(device=self.device, dtype=self.dtype)
-        if self.validate_actions:
+        if self.validate_actions and not self._compiled:
             self._validate_action_values(a)
         return a
 
     def _validate_action_values(self, a: torch.Tensor) -> None:
         """ValueError unless every action is valid: an index in ``[0, n)`` (discrete), not NaN (continuous)."""
         if self._discrete:
-            k = self._num_actions
             lo, hi = torch.aminmax(a)  # one reduction, one read
-            if int(lo) < 0 or int(hi) >= k:
-                raise ValueError(f"{type(self).__name__}: actions must be in [0, {k}), got {a.tolist()[:16]}")
+            if int(lo) < 0 or int(hi) >= self._num_actions:
+                self._refuse_actions(a)
         elif bool(torch.isnan(a).any()):
-            raise ValueError(f"{type(self).__name__}: NaN in actions")
+            self._refuse_actions(a)
+
+    def _invalid_actions(self, a: torch.Tensor) -> torch.Tensor:
+        """0-dim bool tensor: some action is invalid (the in-program form of :meth:`_validate_action_values`)."""
+        if self._discrete:
+            return ((a < 0) | (a >= self._num_actions)).any()
+        return torch.isnan(a).any()
+
+    def _refuse_actions(self, a: torch.Tensor) -> NoReturn:
+        """The ValueError for an invalid action batch ``a``."""
+        if self._discrete:
+            raise ValueError(
+                f"{type(self).__name__}: actions must be in [0, {self._num_actions}), got {a.tolist()[:16]}"
+            )
+        raise ValueError(f"{type(self).__name__}: NaN in actions")
 
     def _enter_threads(self) -> int:
         """Switch torch to :attr:`num_threads` for the step; returns the caller's count to restore."""
@@ -627,8 +643,12 @@ class TorchVectorEnv(VectorEnv):
                 f"torch.compile failed ({err!r}); falling back to eager", RuntimeWarning, stacklevel=2
             )
             self._core_fn, self._compiled = self._core, False
+            if self.validate_actions:
+                self._validate_action_values(a)
             out = self._core_fn(a, act_noise)
-        obs, reward, term, trunc, done, ep_r, ep_l, final_obs = out
+        obs, reward, term, trunc, done, ep_r, ep_l, final_obs, invalid = out
+        if invalid is not None and invalid.item():  # the program left the env as it was
+            self._refuse_actions(a)
         if term.dtype == torch.uint8:  # compiled path returns uint8 flags (0/1): reinterpret, no copy
             term, trunc = term.view(torch.bool), trunc.view(torch.bool)
             if done is not None:  # (the compiled step leaves out what this env's step does not use)
@@ -783,7 +803,7 @@ class TorchVectorEnv(VectorEnv):
         """
         from torch._higher_order_ops.scan import scan
 
-        discrete, k = self._discrete, int(getattr(self.single_action_space, "n", 0))
+        discrete = self._discrete
         same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         env = self
 
@@ -792,12 +812,8 @@ class TorchVectorEnv(VectorEnv):
             out = policy(o)
             extra = out[1] if with_extra else None
             a = torch.as_tensor(out[0] if with_extra else out)
-            if discrete:
-                a = a.to(torch.int64)
-                bad = ((a < 0) | (a >= k)).any()
-            else:
-                a = a.to(env.dtype)
-                bad = torch.isnan(a).any()
+            a = a.to(torch.int64 if discrete else env.dtype)
+            bad = env._invalid_actions(a)
             new, out = env._transition((s, steps, prev_u8 != 0, ep_ret, ep_len, counter), a, None, True)
             obs, r, term, trunc, done, _, _, fin = out
             ys = [obs.clone(), a.clone(), r, _to_u8(term), _to_u8(trunc)]
@@ -844,29 +860,43 @@ class TorchVectorEnv(VectorEnv):
         ``term, trunc, done`` as uint8 0/1, because inductor's CPU codegen stores bool tensors element by
         element but uint8 ones vectorised (a 4096-env step was ~5x slower with bool outputs); batches of
         up to ``_BOOL_VIEW_MAX_ENVS`` envs get them back as bool views of those uint8 results.
+
+        The last output is ``invalid``: ``None`` on the eager path (the caller checked the actions), and
+        with ``fast=True`` and :attr:`validate_actions` a 0-dim bool, true when some action is invalid,
+        in which case the program wrote nothing back (the env is as it was; the caller raises).
         """
         prev = self._prev_u8 != 0 if fast else self._prev_done
         carry = (self._s, self._steps, prev, self._ep_ret, self._ep_len, self._counter)
         (next_s, steps, done, ep_ret, ep_len, _), out = self._transition(carry, action, act_noise, fast)
         obs, reward, term, trunc, _, ep_r, ep_l, final_obs = out
+        invalid = self._invalid_actions(action) if fast and self.validate_actions else None
+        kept_done = done
+        if invalid is not None:  # an invalid action: every buffer keeps its value (one select each)
+            next_s = torch.where(invalid, self._s, next_s)
+            steps = torch.where(invalid, self._steps, steps)
+            ep_ret = torch.where(invalid, self._ep_ret, ep_ret)
+            ep_len = torch.where(invalid, self._ep_len, ep_len)
+            kept_done = torch.where(invalid, prev, done)
         self._ep_ret.copy_(ep_ret)
         self._ep_len.copy_(ep_len)
         if self.randomize:  # new episodes get new physics (after this step's dynamics used the old)
             started = prev if self.autoreset_mode == AutoresetMode.NEXT_STEP else done
+            if invalid is not None:
+                started = started & ~invalid
             lanes = self._lane_ids(self.state_dim, len(self.randomize)) if fast else self._rand_idx_mul
             u_params = _hash_uniform_premul(self._key, self._counter, lanes, next_s.dtype)
             self._resample_params(u_params, started)
         self._s.copy_(next_s)
         self._steps.copy_(steps)
-        self._counter.add_(1)
+        self._counter.add_(1 if invalid is None else (~invalid).to(self._counter.dtype))
         if fast:
             term, trunc, done = _to_u8(term), _to_u8(trunc), _to_u8(done)
-            self._prev_u8.copy_(done)
+            self._prev_u8.copy_(_to_u8(kept_done))
             if self.num_envs <= _BOOL_VIEW_MAX_ENVS:  # small batches: the bool views made in the program
                 term, trunc, done = term.view(torch.bool), trunc.view(torch.bool), done.view(torch.bool)
         else:
             self._prev_done.copy_(done)
-        return obs, reward, term, trunc, done, ep_r, ep_l, final_obs
+        return obs, reward, term, trunc, done, ep_r, ep_l, final_obs, invalid
 
     def _transition(
         self,

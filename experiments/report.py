@@ -27,10 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_agents import ZOO_BUDGETS, group_runs, reached_500
+from bench_offline import STEPS as OFFLINE_STEPS
 from make_datasets import ENVS as DATASET_ENVS
 from make_datasets import KINDS as DATASET_KINDS
 from make_datasets import SIZES as DATASET_SIZES
 from robustness import bootstrap_ci, is_full_budget, paired_delta
+
+from riskrl.agents import BayesDQNConfig, BayesMPCConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "experiments" / "results"
@@ -462,15 +465,33 @@ def each_committed(names: Sequence[str], render: Callable[[Results], list[str]])
     return section
 
 
+def _offline_setting(res: Results, agent: str) -> tuple[float, int]:
+    """The regulariser strength and gradient steps ``agent`` ran with in an offline results file
+    (BayesDQN: ``cql_alpha``; BayesMPC: ``behavior_prior`` as 0/1; absent: 0, run without it)."""
+    config = res.data["config"]
+    field = "cql_alpha" if agent == "BayesDQN" else "behavior_prior"
+    return float(config["riskrl"][agent].get(field) or 0.0), int(config["steps"][agent])
+
+
+#: the library's offline setting per agent (the benchmark's defaults): ``reg`` results at another
+#: setting fill a dataset's slot only where none at this one exist, marked in the overview
+CURRENT_OFFLINE = {
+    "BayesDQN": (float(BayesDQNConfig.cql_alpha), OFFLINE_STEPS["BayesDQN"]),
+    "BayesMPC": (float(BayesMPCConfig.behavior_prior), OFFLINE_STEPS["BayesMPC"]),
+}
+
+
 def _offline_slots() -> dict[str, dict[str, tuple[Results, dict[str, Any]]]]:
     """Every committed offline dataset result, by dataset and slot: ``plain`` (the agent without its
     offline regulariser), ``reg`` (with it: BayesDQN's CQL penalty, BayesMPC's behaviour prior; files
     that do not record the setting ran without it) and ``peer`` (d3rlpy). Where several runs cover a
-    slot, the one with the most seeds, then evaluation episodes, wins (later files on ties)."""
+    slot, one at the library's current offline setting (:data:`CURRENT_OFFLINE`) wins, then the one
+    with the most seeds, then evaluation episodes (later files on ties)."""
     slots: dict[str, dict[str, tuple[Results, dict[str, Any]]]] = {}
 
-    def weight(res: Results, d: dict[str, Any]) -> tuple[int, int]:
-        return len(d["seeds"]), int(res.data["config"]["eval_episodes"][d["env"]])
+    def weight(res: Results, d: dict[str, Any]) -> tuple[bool, int, int]:
+        current = _offline_setting(res, d["agent"]) == CURRENT_OFFLINE[d["agent"]]
+        return current, len(d["seeds"]), int(res.data["config"]["eval_episodes"][d["env"]])
 
     for res in (r for r in map(committed, OFFLINE) if r is not None):
         config = res.data["config"]["riskrl"]
@@ -489,8 +510,12 @@ def _offline_slots() -> dict[str, dict[str, tuple[Results, dict[str, Any]]]]:
     return slots
 
 
-#: each agent's offline regulariser, as the overview names it
-REGULARISER = {"BayesDQN": "CQL's penalty (cql_alpha 1)", "BayesMPC": "its behaviour prior"}
+#: each agent's offline regulariser at the library's setting, as the overview names it
+REGULARISER = {
+    "BayesDQN": f"CQL's penalty (cql_alpha {CURRENT_OFFLINE['BayesDQN'][0]:g}, "
+    f"{CURRENT_OFFLINE['BayesDQN'][1]} gradient steps)",
+    "BayesMPC": f"its behaviour prior ({CURRENT_OFFLINE['BayesMPC'][1]} gradient steps)",
+}
 
 
 def _offline_default(
@@ -528,6 +553,16 @@ def _missing_datasets(keys: list[str]) -> str:
 
 def _cell(d: dict[str, Any], rt: str) -> str:
     return f"{d['riskrl'][rt]['mean']:.1f} ± {d['riskrl'][rt]['sd']:.1f}"
+
+
+def _reg_cell(res: Results, d: dict[str, Any], rt: str) -> str:
+    """The regularised agent's return at ``rt``; a run at another setting than the library's says which."""
+    text = f"{float(rt):g}: {_cell(d, rt)}"
+    setting = _offline_setting(res, d["agent"])
+    if setting != CURRENT_OFFLINE[d["agent"]]:
+        strength = f"cql_alpha {setting[0]:g}, " if d["agent"] == "BayesDQN" else ""
+        text += f" (older setting: {strength}{setting[1]} steps)"
+    return text
 
 
 @functools.cache
@@ -578,7 +613,7 @@ def _offline_overview_lines() -> tuple[str, ...]:
                 ),
                 zero_text,
                 best_text,
-                f"{float(defaults[agent][1]):g}: {_cell(reg, defaults[agent][1])}" if reg else "not run",
+                _reg_cell(mine["reg"][0], reg, defaults[agent][1]) if reg else "not run",
                 peer_text,
             ]
         )

@@ -102,6 +102,61 @@ def test_aot_step_refuses_invalid_actions_like_eager(n) -> None:
         env.step(torch.full((n,), 2))
 
 
+def _env_buffers(env) -> list[torch.Tensor]:
+    return [t.clone() for t in (env._s, env._steps, env._prev_u8, env._ep_ret, env._ep_len, env._counter)]
+
+
+@pytest.mark.parametrize(("cls", "param"), [(CartPoleVecEnv, "length"), (PendulumVecEnv, "m")])
+def test_compiled_step_refuses_invalid_actions_inside_its_program_and_changes_nothing(cls, param) -> None:
+    """The compiled step checks the actions in its own program (no separate reduction): an invalid
+    batch raises the eager path's error, leaves every buffer (state, step counts, episode sums, the
+    autoreset flag, the random stream's counter, randomized physics) as it was, and the trajectory
+    continues exactly as in an env that never saw it. Both autoreset sides: a step after an episode
+    ended (its reset pending) is refused too, and the pending reset survives."""
+    kw = {"num_envs": 6, "max_episode_steps": 3, "randomize": {param: (0.5, 1.5)}}
+    clean, comp = cls(**kw, compile=True), cls(**kw, compile=True)
+    for env in (clean, comp):
+        env.reset(seed=4)
+    gen = torch.Generator().manual_seed(0)
+    discrete = comp._discrete
+    bad = torch.tensor([0, 1, -1, 0, 1, 0]) if discrete else torch.zeros(6, 1, dtype=torch.float64)
+    if not discrete:
+        bad[3, 0] = float("nan")
+    refused = 0
+    for t in range(8):
+        a = torch.randint(0, 2, (6,), generator=gen) if discrete else torch.rand(6, 1, generator=gen) * 4 - 2
+        if not discrete:
+            a = a.to(torch.float64)
+        if t % 2:  # every other step first tries an invalid batch (t = 3: right after episodes end)
+            before = (_env_buffers(comp), comp.params[param].clone())
+            with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)" if discrete else "NaN"):
+                comp.step(bad)
+            after = (_env_buffers(comp), comp.params[param].clone())
+            for x, y in zip(before[0] + [before[1]], after[0] + [after[1]], strict=True):
+                assert torch.equal(x, y)
+            refused += 1
+        oc, rc, tc, uc, _ = comp.step(a)
+        oe, re, te, ue, _ = clean.step(a)
+        assert torch.equal(oc, oe) and torch.equal(rc, re) and torch.equal(tc, te) and torch.equal(uc, ue)
+    assert refused == 4 and isinstance(comp._core_fn, AotStep) and comp._core_fn._run is not None
+    assert torch.equal(comp.params[param], clean.params[param])
+
+
+def test_validation_switched_off_after_compiling_gets_its_own_program() -> None:
+    """``validate_actions`` is baked into the compiled program (its check is one of the outputs):
+    switching it recompiles, and with it off the program has no check left (nothing raises)."""
+    env = CartPoleVecEnv(num_envs=4, compile=True)
+    env.reset(seed=0)
+    env.step(torch.zeros(4, dtype=torch.long))
+    assert env._core_fn._keep[-1] == 8
+    env.validate_actions = False
+    env.step(torch.tensor([0, 1, 2, 0]))  # unchecked, as asked (CartPole treats 2 as "not 1")
+    assert 8 not in env._core_fn._keep
+    env.validate_actions = True
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
+        env.step(torch.tensor([0, 1, 2, 0]))
+
+
 def _episode_info(info: dict) -> tuple[torch.Tensor, ...] | None:
     if "episode" not in info:
         return None
@@ -116,7 +171,7 @@ def test_episode_statistics_switched_on_after_compiling_reach_the_step(n) -> Non
     kw = {"num_envs": n, "max_episode_steps": 9}
     eager, comp = CartPoleVecEnv(**kw, compile=False), CartPoleVecEnv(**kw, compile=True)
     _run_pair(eager, comp, 4)
-    assert comp._core_fn._keep == (0, 1, 2, 3)
+    assert comp._core_fn._keep == (0, 1, 2, 3, 8)
     eager.episode_statistics = comp.episode_statistics = True
     gen = torch.Generator().manual_seed(5)
     seen = 0
@@ -134,7 +189,7 @@ def test_episode_statistics_switched_on_after_compiling_reach_the_step(n) -> Non
             torch.testing.assert_close(got[0], want[0], rtol=1e-9, atol=1e-9)
             assert torch.equal(got[1], want[1]) and torch.equal(got[2], want[2])
     assert seen >= 2  # the 9-step horizon ends episodes in the window
-    assert comp._core_fn._keep == (0, 1, 2, 3, 4, 5, 6)
+    assert comp._core_fn._keep == (0, 1, 2, 3, 4, 5, 6, 8)
 
 
 def test_same_step_autoreset_without_statistics_matches_eager_at_a_large_batch() -> None:
@@ -143,7 +198,7 @@ def test_same_step_autoreset_without_statistics_matches_eager_at_a_large_batch()
     kw = {"num_envs": 300, "max_episode_steps": 8, "autoreset_mode": AutoresetMode.SAME_STEP}
     eager, comp = CartPoleVecEnv(**kw), CartPoleVecEnv(**kw, compile=True)
     _run_pair(eager, comp, 3)
-    assert comp._core_fn._keep == (0, 1, 2, 3, 4, 7)
+    assert comp._core_fn._keep == (0, 1, 2, 3, 4, 7, 8)
     gen = torch.Generator().manual_seed(2)
     for _ in range(12):
         a = torch.randint(0, 2, (300,), generator=gen)
