@@ -106,55 +106,68 @@ def _env_buffers(env) -> list[torch.Tensor]:
     return [t.clone() for t in (env._s, env._steps, env._prev_u8, env._ep_ret, env._ep_len, env._counter)]
 
 
-@pytest.mark.parametrize(("cls", "param"), [(CartPoleVecEnv, "length"), (PendulumVecEnv, "m")])
-def test_compiled_step_refuses_invalid_actions_inside_its_program_and_changes_nothing(cls, param) -> None:
+#: configurations the first test of this file compiles: the tests below reuse their programs
+_CARTPOLE_KW = {"num_envs": 16, "max_episode_steps": 20}
+_PENDULUM_KW = {"num_envs": 8, "max_episode_steps": 7, "randomize": {"m": (0.5, 2.0), "l": (0.5, 1.5)}}
+
+
+@pytest.mark.parametrize(("cls", "kw"), [(CartPoleVecEnv, _CARTPOLE_KW), (PendulumVecEnv, _PENDULUM_KW)])
+def test_compiled_step_refuses_invalid_actions_inside_its_program_and_changes_nothing(cls, kw) -> None:
     """The compiled step checks the actions in its own program (no separate reduction): an invalid
     batch raises the eager path's error, leaves every buffer (state, step counts, episode sums, the
     autoreset flag, the random stream's counter, randomized physics) as it was, and the trajectory
-    continues exactly as in an env that never saw it. Both autoreset sides: a step after an episode
-    ended (its reset pending) is refused too, and the pending reset survives."""
-    kw = {"num_envs": 6, "max_episode_steps": 3, "randomize": {param: (0.5, 1.5)}}
+    continues exactly as in an env that never saw it; also right after episodes end (Pendulum's
+    7-step horizon: the refused step is the one that would autoreset, and the pending reset survives)."""
     clean, comp = cls(**kw, compile=True), cls(**kw, compile=True)
     for env in (clean, comp):
         env.reset(seed=4)
+    n, discrete = comp.num_envs, comp._discrete
     gen = torch.Generator().manual_seed(0)
-    discrete = comp._discrete
-    bad = torch.tensor([0, 1, -1, 0, 1, 0]) if discrete else torch.zeros(6, 1, dtype=torch.float64)
-    if not discrete:
+    if discrete:
+        bad = torch.zeros(n, dtype=torch.long)
+        bad[2] = -1
+    else:
+        bad = torch.zeros(n, 1, dtype=torch.float64)
         bad[3, 0] = float("nan")
     refused = 0
     for t in range(8):
-        a = torch.randint(0, 2, (6,), generator=gen) if discrete else torch.rand(6, 1, generator=gen) * 4 - 2
-        if not discrete:
-            a = a.to(torch.float64)
-        if t % 2:  # every other step first tries an invalid batch (t = 3: right after episodes end)
-            before = (_env_buffers(comp), comp.params[param].clone())
+        if discrete:
+            a = torch.randint(0, 2, (n,), generator=gen)
+        else:
+            a = (torch.rand(n, 1, generator=gen) * 4 - 2).to(torch.float64)
+        if t % 2:  # every other step first tries an invalid batch (t = 7: right after episodes end)
+            if t == 7 and not discrete:
+                assert bool(comp._prev_done.all())  # every episode ended at step 7: resets pending
+            before = [*_env_buffers(comp), *(v.clone() for v in comp.params.values())]
             with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)" if discrete else "NaN"):
                 comp.step(bad)
-            after = (_env_buffers(comp), comp.params[param].clone())
-            for x, y in zip(before[0] + [before[1]], after[0] + [after[1]], strict=True):
+            after = [*_env_buffers(comp), *comp.params.values()]
+            for x, y in zip(before, after, strict=True):
                 assert torch.equal(x, y)
             refused += 1
         oc, rc, tc, uc, _ = comp.step(a)
         oe, re, te, ue, _ = clean.step(a)
         assert torch.equal(oc, oe) and torch.equal(rc, re) and torch.equal(tc, te) and torch.equal(uc, ue)
     assert refused == 4 and isinstance(comp._core_fn, AotStep) and comp._core_fn._run is not None
-    assert torch.equal(comp.params[param], clean.params[param])
+    for name, value in comp.params.items():
+        assert torch.equal(value, clean.params[name])
 
 
 def test_validation_switched_off_after_compiling_gets_its_own_program() -> None:
     """``validate_actions`` is baked into the compiled program (its check is one of the outputs):
     switching it recompiles, and with it off the program has no check left (nothing raises)."""
-    env = CartPoleVecEnv(num_envs=4, compile=True)
+    env = CartPoleVecEnv(**_CARTPOLE_KW, compile=True)
     env.reset(seed=0)
-    env.step(torch.zeros(4, dtype=torch.long))
+    env.step(torch.zeros(16, dtype=torch.long))
     assert env._core_fn._keep[-1] == 8
+    unchecked = torch.zeros(16, dtype=torch.long)
+    unchecked[5] = 2
     env.validate_actions = False
-    env.step(torch.tensor([0, 1, 2, 0]))  # unchecked, as asked (CartPole treats 2 as "not 1")
+    env.step(unchecked)  # unchecked, as asked (CartPole treats 2 as "not 1")
     assert 8 not in env._core_fn._keep
     env.validate_actions = True
     with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
-        env.step(torch.tensor([0, 1, 2, 0]))
+        env.step(unchecked)
 
 
 def _episode_info(info: dict) -> tuple[torch.Tensor, ...] | None:
