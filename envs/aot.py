@@ -125,7 +125,8 @@ class AotStep:
     def _outputs(self) -> tuple[int, ...]:
         """Which of ``_core``'s outputs ``(obs, reward, term, trunc, done, ep_r, ep_l, final_obs,
         invalid)`` the step uses: ``done`` only for episode statistics and ``final_obs``, ``ep_r`` /
-        ``ep_l`` only for episode statistics, ``invalid`` only with action validation (each output the
+        ``ep_l`` only for episode statistics, ``invalid`` only with action validation checked in the
+        program (batches up to ``_IN_PROGRAM_CHECK_MAX_ENVS`` envs; each output the
         program leaves out is one allocation and one write fewer)."""
         stats, validate = self._settings
         same_step = self._env.autoreset_mode.name == "SAME_STEP"
@@ -136,7 +137,7 @@ class AotStep:
             keep += [5, 6]
         if same_step:
             keep.append(7)
-        if validate:
+        if validate and self._env._check_in_program:
             keep.append(8)
         return tuple(keep)
 
@@ -248,6 +249,8 @@ class AotStep:
         if keep == _DEFAULT_OUTPUTS:  # the default: obs, reward, term, trunc, invalid
             obs, reward, term, trunc, invalid = out
             return obs, reward, term, trunc, None, None, None, None, invalid
+        if len(keep) == 4:  # the default above _IN_PROGRAM_CHECK_MAX_ENVS: obs, reward, term, trunc
+            return (*out, None, None, None, None, None)
         full: list[Any] = [None] * 9
         for i, o in zip(keep, out, strict=True):
             full[i] = o

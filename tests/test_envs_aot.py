@@ -9,6 +9,7 @@ from gymnasium.vector import AutoresetMode
 
 from riskrl.envs import CartPoleVecEnv, PendulumVecEnv
 from riskrl.envs import aot as aot_module
+from riskrl.envs import base as base_module
 from riskrl.envs.aot import AotStep
 
 
@@ -168,6 +169,24 @@ def test_validation_switched_off_after_compiling_gets_its_own_program() -> None:
     env.validate_actions = True
     with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
         env.step(unchecked)
+
+
+def test_large_batches_check_actions_before_the_compiled_step(monkeypatch) -> None:
+    """Above ``_IN_PROGRAM_CHECK_MAX_ENVS`` envs the check inside the program costs more than it saves:
+    the program has no check (the validation-off program of the test above is reused) and one
+    reduction before the step refuses an invalid batch with the same error, the env untouched."""
+    monkeypatch.setattr(base_module, "_IN_PROGRAM_CHECK_MAX_ENVS", 8)
+    env = CartPoleVecEnv(**_CARTPOLE_KW, compile=True)
+    env.reset(seed=0)
+    env.step(torch.zeros(16, dtype=torch.long))
+    assert not env._check_in_program and env._core_fn._keep == (0, 1, 2, 3)
+    bad = torch.zeros(16, dtype=torch.long)
+    bad[9] = 2
+    before = _env_buffers(env)
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
+        env.step(bad)
+    for x, y in zip(before, _env_buffers(env), strict=True):
+        assert torch.equal(x, y)
 
 
 def _episode_info(info: dict) -> tuple[torch.Tensor, ...] | None:
