@@ -501,15 +501,10 @@ def _offline_slots() -> dict[str, dict[str, tuple[Results, dict[str, Any]]]]:
         return at_current, len(d["seeds"]), int(res.data["config"]["eval_episodes"][d["env"]])
 
     for res in (r for r in map(committed, OFFLINE) if r is not None):
-        config = res.data["config"]["riskrl"]
-        regularised = {
-            "BayesDQN": bool(config["BayesDQN"].get("cql_alpha")),
-            "BayesMPC": bool(config["BayesMPC"].get("behavior_prior")),
-        }
         for key, d in res.data["summary"]["datasets"].items():
             mine = slots.setdefault(key, {})
             for slot in (
-                ("reg" if regularised[d["agent"]] else "plain"),
+                ("reg" if _offline_setting(res, d["agent"])[0] > 0 else "plain"),
                 *(["peer"] if d["d3rlpy"] else []),
             ):
                 if slot not in mine or weight(res, d, slot) >= weight(*mine[slot], slot):
@@ -568,7 +563,7 @@ def _reg_cell(res: Results, d: dict[str, Any], rt: str) -> str:
     setting = _offline_setting(res, d["agent"])
     if setting != CURRENT_OFFLINE[d["agent"]]:
         strength = f"cql_alpha {setting[0]:g}, " if d["agent"] == "BayesDQN" else ""
-        text += f" (older setting: {strength}{setting[1]} steps)"
+        text += f" (another setting: {strength}{setting[1]} steps)"
     return text
 
 
