@@ -225,10 +225,10 @@ class AotStep:
     def __call__(self, action: torch.Tensor, act_noise: torch.Tensor | None) -> tuple[Any, ...]:
         if act_noise is not None or self._failed:
             return self._fallback(action, act_noise)
-        settings = self._current_settings()
-        if settings != self._settings:
+        env, (stats, validate) = self._env, self._settings
+        if env.episode_statistics != stats or env.validate_actions != validate:
             # episode statistics or validation switched after compiling: the program for the new settings
-            self._settings = settings
+            self._settings = self._current_settings()
             self._keep = self._outputs()
             self._run = None
         if self._run is None:

@@ -97,10 +97,10 @@ def check_physical(name: str, value: Any) -> None:
 #: as uint8 and :meth:`TorchVectorEnv.step` reinterprets them
 _BOOL_VIEW_MAX_ENVS = 256
 #: the compiled step checks actions inside its program up to this many envs (one scalar read instead of
-#: a separate reduction and two host reads: 5.2M vs 4.3M CartPole steps/s at 64 envs, one thread, quiet
-#: machine); above it the check in the program costs more than it saves (the step then waits for a
-#: reduction before writing its state: equal at 1024 envs, -5% at 4096, -11% at 65536), so larger
-#: batches are checked by one reduction before the step
+#: a separate reduction and two host reads: 4.03M vs 3.37M CartPole steps/s at 64 envs, one thread);
+#: above it the check in the program costs more than it saves (the step then waits for a reduction
+#: before writing its state: 1.04x at 1024 envs, 0.96x at 4096, 0.88x at 65536), so larger batches are
+#: checked by one reduction before the step (experiments/results/bench_action_check.md)
 _IN_PROGRAM_CHECK_MAX_ENVS = 1024
 
 
