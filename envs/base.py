@@ -630,11 +630,19 @@ class TorchVectorEnv(VectorEnv):
     def _step(
         self, actions: torch.Tensor | np.ndarray | Sequence[Any]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        return self._step_checked(self._check_actions(actions))
+
+    def _step_checked(
+        self, a: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, Any]]:
+        """The step for actions already through :meth:`_check_actions` (so checked once per step).
+
+        The step that turns compilation on checks values eagerly and again in the new program.
+        """
         if self._auto_left > 0:
             self._auto_left -= 1
             if self._auto_left == 0:
                 self._enable_compile()
-        a = self._check_actions(actions)
         act_noise = None
         if self._act_noise_on:
             act_noise = (
@@ -722,8 +730,9 @@ class TorchVectorEnv(VectorEnv):
             final = torch.zeros((n_steps, *o.shape), dtype=self.obs_dtype, **kw) if same_step else None
             actions: torch.Tensor | None = None
             extra: torch.Tensor | None = None
-            # a subclass's own step() (extra bookkeeping) is honoured; the base step skips re-guarding
-            step = self._step if type(self).step is TorchVectorEnv.step else self.step
+            # a subclass's own step() (extra bookkeeping) is honoured (and checks again); the base step
+            # skips re-guarding and re-checking the actions checked below
+            step = self._step_checked if type(self).step is TorchVectorEnv.step else self.step
             for t in range(n_steps):
                 out = policy(o)
                 if isinstance(out, tuple):

@@ -65,6 +65,27 @@ def test_rollout_refuses_invalid_actions_and_bad_arguments() -> None:
         pend.rollout(lambda o: torch.full((4, 1), float("nan")), 2)
 
 
+def test_rollout_checks_each_steps_actions_once(monkeypatch) -> None:
+    """Eager (or above the in-program threshold) a rollout checks each step's action values once,
+    not once in the rollout and again in the step; a bad action at step 3 is still refused."""
+    env = CartPoleVecEnv(num_envs=4, compile=False)
+    env.reset(seed=0)
+    calls = []
+    check = env._validate_action_values
+    monkeypatch.setattr(env, "_validate_action_values", lambda a: (calls.append(1), check(a))[1])
+    env.rollout(_cart_policy, 6)
+    assert len(calls) == 6
+    seen = []
+
+    def late_bad(o: torch.Tensor) -> torch.Tensor:
+        seen.append(1)
+        return torch.full((4,), 2) if len(seen) == 3 else _cart_policy(o)
+
+    with pytest.raises(ValueError, match=r"actions must be in \[0, 2\)"):
+        env.rollout(late_bad, 5)
+    assert len(seen) == 3
+
+
 @pytest.mark.parametrize(
     ("cls", "policy", "mode"),
     [
