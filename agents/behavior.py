@@ -33,10 +33,25 @@ from torch import Tensor, nn
 from riskrl.bayes import Standardizer
 from riskrl.bayes.mlp import ACTIVATIONS
 
-__all__ = ["BehaviorPolicy"]
+__all__ = ["UNIFORM_STD", "BehaviorPolicy", "sharpen_spread"]
 
 #: soft bounds of the Box std's log, in units of the half-range
 _MIN_LOG_STD, _MAX_LOG_STD = math.log(1e-3), math.log(2.0)
+#: the std of a uniform distribution over the action range, in units of the half-range (1/sqrt(3))
+UNIFORM_STD = 1.0 / math.sqrt(3.0)
+
+
+def sharpen_spread(std: Tensor, power: float) -> Tensor:
+    """Narrow a cloned spread by its confidence: ``std * min(1, std / UNIFORM_STD) ** (power - 1)``.
+
+    ``power == 1`` returns ``std`` unchanged. Above 1, a spread as wide as a uniform's (random data)
+    or wider is kept, and narrower ones shrink faster the narrower they are (``power == 2``: a
+    clone at half the uniform's spread starts the search at a quarter of it), so a search around
+    a sure clone stays close to it while one around data that look random stays wide.
+    """
+    if power == 1.0:
+        return std
+    return std * (std / UNIFORM_STD).clamp(max=1.0).pow(power - 1.0)
 
 
 class BehaviorPolicy(nn.Module):

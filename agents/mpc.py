@@ -36,7 +36,7 @@ from riskrl.envs.autoreset import AutoresetMask
 
 from . import schema
 from .base import Agent, hidden_widths, require_ints, restore_generator
-from .behavior import BehaviorPolicy
+from .behavior import BehaviorPolicy, sharpen_spread
 from .buffers import ReplayBuffer
 from .planning import CEMPlanner, PlanResult
 from .transitions import add_valid
@@ -111,6 +111,11 @@ class BayesMPCConfig:
             search's initial spread is the cloned policy's own (Box: its std, per state, in place
             of ``init_std``; Discrete: its action probabilities): narrow where the data's actions
             follow from the state, as wide as without a prior where they look random.
+        behavior_std_power: Box only: the search's initial spread is the clone's std narrowed by
+            its own confidence, ``std * min(1, std / 0.577) ** (power - 1)`` (0.577: a uniform's std
+            in half-range units; :func:`riskrl.agents.behavior.sharpen_spread`). ``1`` uses the
+            clone's std as it is; above 1, spreads as wide as a uniform's (random data) are kept and
+            narrow ones (an expert's) shrink further.
         behavior_min_std: a floor on that spread (Box: the std as a fraction of the half-range;
             Discrete: the share of uniform probability mixed into the cloned probabilities), so the
             search can always leave the behaviour.
@@ -162,6 +167,7 @@ class BayesMPCConfig:
     value_steps: int = 500
     behavior_prior: bool = True
     behavior_min_std: float = 0.05
+    behavior_std_power: float = 1.0
 
     def __post_init__(self) -> None:
         self.hidden = hidden_widths(self.hidden)
@@ -198,6 +204,8 @@ class BayesMPCConfig:
             raise ValueError(f"behavior_prior must be True or False, got {self.behavior_prior!r}")
         if not (math.isfinite(self.behavior_min_std) and 0.0 <= self.behavior_min_std <= 1.0):
             raise ValueError(f"behavior_min_std must be in [0, 1], got {self.behavior_min_std}")
+        if not (math.isfinite(self.behavior_std_power) and self.behavior_std_power >= 1.0):
+            raise ValueError(f"behavior_std_power must be finite and >= 1, got {self.behavior_std_power}")
 
 
 def build_planner(cfg: BayesMPCConfig, action_space: gym.Space, device: Any) -> CEMPlanner:
@@ -425,7 +433,7 @@ class BayesMPC(Agent):
             else:
                 feat, std = self.behavior.distribution(state)
                 steps.append(feat)
-                stds.append(std.clamp(min=floor))
+                stds.append(sharpen_spread(std, cfg.behavior_std_power).clamp(min=floor))
             x = torch.cat([state, feat], dim=-1).expand(
                 p, *state.shape[:-1], state.shape[-1] + feat.shape[-1]
             )

@@ -329,6 +329,13 @@ def main(argv: list[str] | None = None) -> None:
         default="on" if BayesMPCConfig.behavior_prior else "off",
         help="BayesMPC plans around the dataset's cloned policy (default: the library's)",
     )
+    parser.add_argument(
+        "--mpc-behavior-std-power",
+        type=float,
+        default=BayesMPCConfig.behavior_std_power,
+        help="how much BayesMPC narrows a sure clone's spread (behavior_std_power; default "
+        f"{BayesMPCConfig.behavior_std_power:g}, the library's)",
+    )
     for agent, flag in (("BayesDQN", "--dqn-steps"), ("BayesMPC", "--mpc-steps")):
         parser.add_argument(
             flag,
@@ -352,8 +359,12 @@ def main(argv: list[str] | None = None) -> None:
     # recorded even at the library default: results written before the default became 1.0 carry no
     # cql_alpha and ran without the penalty
     dqn_kwargs = {**DQN_KWARGS, "cql_alpha": args.dqn_cql_alpha}
-    # likewise: results without behavior_prior ran without it
-    mpc_kwargs = {**MPC_KWARGS, "behavior_prior": args.mpc_behavior_prior == "on"}
+    # likewise: results without behavior_prior ran without it, without behavior_std_power at 1
+    mpc_kwargs = {
+        **MPC_KWARGS,
+        "behavior_prior": args.mpc_behavior_prior == "on",
+        "behavior_std_power": args.mpc_behavior_std_power,
+    }
     steps_by_agent = {"BayesDQN": args.dqn_steps, "BayesMPC": args.mpc_steps}
     if min(steps_by_agent.values()) < 1:
         raise SystemExit("--dqn-steps and --mpc-steps must be >= 1")

@@ -471,17 +471,22 @@ def each_committed(names: Sequence[str], render: Callable[[Results], list[str]])
 
 def _offline_setting(res: Results, agent: str) -> tuple[float, int]:
     """The regulariser strength and gradient steps ``agent`` ran with in an offline results file
-    (BayesDQN: ``cql_alpha``; BayesMPC: ``behavior_prior`` as 0/1; absent: 0, run without it)."""
-    config = res.data["config"]
-    field = "cql_alpha" if agent == "BayesDQN" else "behavior_prior"
-    return float(config["riskrl"][agent].get(field) or 0.0), int(config["steps"][agent])
+    (BayesDQN: ``cql_alpha``; BayesMPC: ``behavior_std_power`` where ``behavior_prior`` is on, files
+    without it ran at 1; absent: 0, run without the regulariser)."""
+    config, steps = res.data["config"]["riskrl"][agent], int(res.data["config"]["steps"][agent])
+    if agent == "BayesDQN":
+        return float(config.get("cql_alpha") or 0.0), steps
+    return (float(config.get("behavior_std_power", 1.0)) if config.get("behavior_prior") else 0.0), steps
 
 
 #: the library's offline setting per agent (the benchmark's defaults): ``reg`` results at another
 #: setting fill a dataset's slot only where none at this one exist, marked in the overview
 CURRENT_OFFLINE = {
     "BayesDQN": (float(BayesDQNConfig.cql_alpha), OFFLINE_STEPS["BayesDQN"]),
-    "BayesMPC": (float(BayesMPCConfig.behavior_prior), OFFLINE_STEPS["BayesMPC"]),
+    "BayesMPC": (
+        float(BayesMPCConfig.behavior_std_power) if BayesMPCConfig.behavior_prior else 0.0,
+        OFFLINE_STEPS["BayesMPC"],
+    ),
 }
 
 
@@ -516,7 +521,8 @@ def _offline_slots() -> dict[str, dict[str, tuple[Results, dict[str, Any]]]]:
 REGULARISER = {
     "BayesDQN": f"CQL's penalty (cql_alpha {CURRENT_OFFLINE['BayesDQN'][0]:g}, "
     f"{CURRENT_OFFLINE['BayesDQN'][1]} gradient steps)",
-    "BayesMPC": f"its behaviour prior ({CURRENT_OFFLINE['BayesMPC'][1]} gradient steps)",
+    "BayesMPC": f"its behaviour prior (behavior_std_power {CURRENT_OFFLINE['BayesMPC'][0]:g}, "
+    f"{CURRENT_OFFLINE['BayesMPC'][1]} gradient steps)",
 }
 
 
@@ -562,8 +568,8 @@ def _reg_cell(res: Results, d: dict[str, Any], rt: str) -> str:
     text = f"{float(rt):g}: {_cell(d, rt)}"
     setting = _offline_setting(res, d["agent"])
     if setting != CURRENT_OFFLINE[d["agent"]]:
-        strength = f"cql_alpha {setting[0]:g}, " if d["agent"] == "BayesDQN" else ""
-        text += f" (another setting: {strength}{setting[1]} steps)"
+        name = "cql_alpha" if d["agent"] == "BayesDQN" else "behavior_std_power"
+        text += f" (another setting: {name} {setting[0]:g}, {setting[1]} steps)"
     return text
 
 

@@ -12,7 +12,7 @@ from hostile_corpus import read_parts, ref, write_parts
 
 import riskrl
 from riskrl.agents import BayesDQN, BayesMPC
-from riskrl.agents.behavior import BehaviorPolicy
+from riskrl.agents.behavior import UNIFORM_STD, BehaviorPolicy, sharpen_spread
 from riskrl.agents.callbacks import BaseCallback
 from riskrl.agents.dqn import _pessimistic_target
 from riskrl.checkpoint import CheckpointError
@@ -310,6 +310,34 @@ def test_offline_plan_starts_from_the_behavior_policy_and_online_training_never_
     assert cartpole.plan(torch.zeros(3, 4)).actions.shape == (3, 4)
     with pytest.raises(ValueError, match="behavior_min_std"):
         BayesMPC("Pendulum-v1", behavior_min_std=1.5)
+
+
+def test_behavior_std_power_narrows_only_spreads_narrower_than_uniform() -> None:
+    """``sharpen_spread`` keeps spreads at or above a uniform's, shrinks narrower ones by their ratio
+    to it raised to ``power - 1``; the plan's initial spreads follow it (then the floor)."""
+    std = torch.tensor([0.05, 0.2, UNIFORM_STD / 2, UNIFORM_STD, 0.9, 2.0])
+    assert torch.equal(sharpen_spread(std, 1.0), std)
+    two = sharpen_spread(std, 2.0)
+    torch.testing.assert_close(two[3:], std[3:])
+    torch.testing.assert_close(two[2], torch.tensor(UNIFORM_STD / 4))
+    torch.testing.assert_close(two[:3], std[:3] ** 2 / UNIFORM_STD)
+    assert bool((sharpen_spread(std, 3.0)[:3] < two[:3]).all())
+
+    def damping(obs: torch.Tensor) -> torch.Tensor:  # a smooth policy: the clone becomes sure of it
+        return (-0.5 * obs[:, 2:3]).clamp(-2.0, 2.0)
+
+    data = collect(damping, "Pendulum-v1", 600, seed=0, num_envs=2)
+    agent = BayesMPC("Pendulum-v1", seed=0, hidden=[16], horizon=4, behavior_min_std=0.0)
+    agent.learn_offline(data, 300)
+    obs = data.observations[:5]
+    mean1, std1 = agent.behavior_plan(obs, torch.Generator().manual_seed(0))
+    agent.config.behavior_std_power = 2.0
+    mean2, std2 = agent.behavior_plan(obs, torch.Generator().manual_seed(0))
+    assert torch.equal(mean1, mean2)  # the starting plan is the clone's either way
+    assert float(std1.max()) < UNIFORM_STD  # an expert's clone is narrower than a uniform
+    torch.testing.assert_close(std2, std1**2 / UNIFORM_STD)
+    with pytest.raises(ValueError, match="behavior_std_power"):
+        BayesMPC("Pendulum-v1", behavior_std_power=0.5)
 
 
 def test_behavior_prior_rescues_offline_bayes_mpc_on_expert_pendulum() -> None:
