@@ -450,6 +450,7 @@ OFFLINE = (
     "offline_continuous_pendulum_1k.json",
     "offline_continuous_mountaincar_1k.json",
     "offline_continuous_pendulum_100k.json",
+    "offline_discrete_replay_100k.json",
     # cql_alpha 4 with 8000 gradient steps (d3rlpy at 8000 too): not the library's setting, so these
     # fill no slot of the overview while the default's runs exist; the README quotes them
     "offline_discrete_acrobot_cql4_8k.json",
