@@ -455,6 +455,10 @@ OFFLINE = (
     # fill no slot of the overview while the default's runs exist; the README quotes them
     "offline_discrete_acrobot_cql4_8k.json",
     "offline_discrete_cartpole_cql4_8k.json",
+    # BayesMPC with behavior_std_power 2 (Pendulum expert and replay 10k): likewise not the library's
+    # setting; the README quotes them
+    "offline_continuous_pendulum_expert_power2.json",
+    "offline_continuous_pendulum_replay_power2.json",
 )
 
 
