@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # torch==2.13.0 resolves to a local CPU wheel on our machines; override TORCH for another build,
 # e.g. make test TORCH="torch --index-url https://download.pytorch.org/whl/cpu"
 TORCH ?= torch==2.13.0
-EXTRAS ?= dev,ray
+EXTRAS ?= dev,ray,offline
 # rl-zoo (the zoo extra, for riskrl.zoo and tests/test_zoo.py) is installed beside the versions resolved
 # above, never over them: resolving rl_zoo3's whole chain would downgrade python-dateutil (typepy, under
 # pytablewriter, pins <3) and pillow (moviepy 2 pins <12). So the dependencies it imports are installed
