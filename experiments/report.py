@@ -474,24 +474,29 @@ def each_committed(names: Sequence[str], render: Callable[[Results], list[str]])
     return section
 
 
-def _offline_setting(res: Results, agent: str) -> tuple[float, int]:
-    """The regulariser strength and gradient steps ``agent`` ran with in an offline results file
-    (BayesDQN: ``cql_alpha``; BayesMPC: ``behavior_std_power`` where ``behavior_prior`` is on, files
-    without it ran at 1; absent: 0, run without the regulariser)."""
-    config, steps = res.data["config"]["riskrl"][agent], int(res.data["config"]["steps"][agent])
+def _regulariser_strength(agent: str, config: dict[str, Any]) -> float:
+    """How strongly ``agent``'s offline regulariser acts under ``config`` (its config fields, a results
+    file's or the library defaults'): BayesDQN ``cql_alpha``; BayesMPC ``behavior_std_power`` where
+    ``behavior_prior`` is on (files without the power ran at 1); 0: off (absent: run without it)."""
     if agent == "BayesDQN":
-        return float(config.get("cql_alpha") or 0.0), steps
-    return (float(config.get("behavior_std_power", 1.0)) if config.get("behavior_prior") else 0.0), steps
+        return float(config.get("cql_alpha") or 0.0)
+    return float(config.get("behavior_std_power", 1.0)) if config.get("behavior_prior") else 0.0
+
+
+def _offline_setting(res: Results, agent: str) -> tuple[float, int]:
+    """The regulariser strength and gradient steps ``agent`` ran with in an offline results file."""
+    config = res.data["config"]
+    return _regulariser_strength(agent, config["riskrl"][agent]), int(config["steps"][agent])
 
 
 #: the library's offline setting per agent (the benchmark's defaults): ``reg`` results at another
 #: setting fill a dataset's slot only where none at this one exist, marked in the overview
 CURRENT_OFFLINE = {
-    "BayesDQN": (float(BayesDQNConfig.cql_alpha), OFFLINE_STEPS["BayesDQN"]),
-    "BayesMPC": (
-        float(BayesMPCConfig.behavior_std_power) if BayesMPCConfig.behavior_prior else 0.0,
-        OFFLINE_STEPS["BayesMPC"],
-    ),
+    agent: (
+        _regulariser_strength(agent, {f.name: f.default for f in dataclasses.fields(cls)}),
+        OFFLINE_STEPS[agent],
+    )
+    for agent, cls in (("BayesDQN", BayesDQNConfig), ("BayesMPC", BayesMPCConfig))
 }
 
 
